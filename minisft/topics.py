@@ -1,0 +1,210 @@
+"""Topics, styles and instruction phrasings shared by the synthetic generator and the importers.
+
+An SFT pair is (instruction -> tweet). Real tweets arrive without an instruction, so the importers
+*invent* one from a guessed topic and style; the synthetic generator asks for the same phrasings.
+Sharing this module means a model fine-tuned on one source sees the same kind of prompt as on the
+other, and evaluation can check "did the tweet stay on topic?" with the same keyword lists.
+
+Everything here is deliberately simple and inspectable: keyword votes, not a classifier.
+"""
+
+import random
+import re
+
+# Topic key -> lowercase keywords. A keyword matches on word boundaries, with an optional plural "s"
+# ("container" also matches "containers"). Keep keywords specific: "go" alone would match "let's go".
+TOPICS: dict[str, tuple[str, ...]] = {
+    "python": ("python", "pip", "pandas", "numpy", "django", "flask", "fastapi", "pytest", "venv",
+               "poetry", "pydantic", "asyncio", "type hint", "list comprehension", "pythonic"),
+    "javascript": ("javascript", "js", "typescript", "node.js", "nodejs", "npm", "deno", "bun",
+                   "eslint", "webpack", "vite", "promise", "async/await"),
+    "rust": ("rust", "rustacean", "cargo", "borrow checker", "tokio", "crate", "rustc", "lifetime",
+             "serde", "clippy", "unsafe"),
+    "golang": ("golang", "goroutine", "gopher", "gofmt", "go modules", "go build", "go test",
+               "go vet", "if err != nil"),
+    "frontend": ("frontend", "front-end", "react", "css", "html", "tailwind", "vue", "svelte",
+                 "next.js", "flexbox", "dom", "useeffect", "div"),
+    "devops": ("devops", "docker", "dockerfile", "kubernetes", "k8s", "ci/cd", "terraform", "helm",
+               "container", "github actions", "ansible", "yaml", "on-call"),
+    "cloud": ("cloud", "aws", "gcp", "azure", "lambda", "serverless", "s3", "ec2", "cloud bill",
+              "region", "egress"),
+    "databases": ("database", "sql", "postgres", "postgresql", "mysql", "sqlite", "redis", "mongodb",
+                  "orm", "index", "query", "migration", "join"),
+    "machine_learning": ("machine learning", "ml", "pytorch", "scikit-learn", "xgboost", "gradient",
+                         "overfitting", "dataset", "neural net", "training run", "feature engineering",
+                         "learning rate", "gpu"),
+    "llms": ("llm", "gpt", "chatgpt", "prompt", "rag", "fine-tuning", "fine-tune", "embedding",
+             "context window", "agent", "hallucination", "token", "transformer"),
+    "security": ("security", "password", "2fa", "phishing", "vulnerability", "cve", "xss",
+                 "sql injection", "encryption", "secret", "zero-day", "infosec", "api key"),
+    "open_source": ("open source", "open-source", "oss", "maintainer", "pull request", "contributor",
+                    "license", "fork", "github star", "issue tracker"),
+    "git": ("git", "commit", "rebase", "merge conflict", "branch", "force push", "squash",
+            "cherry-pick", "git blame", "gitignore", "stash"),
+    "testing": ("unit test", "tdd", "test coverage", "coverage", "flaky", "mock", "integration test",
+                "e2e", "qa", "regression", "test suite", "tests"),
+    "career": ("career", "interview", "job", "hiring", "salary", "promotion", "senior", "junior",
+               "resume", "manager", "layoff", "offer", "recruiter"),
+    "startups": ("startup", "founder", "mvp", "saas", "vc", "funding", "launch", "churn", "revenue",
+                 "product-market fit", "indie hacker", "paying customer", "pivot"),
+    "productivity": ("productivity", "productive", "deep work", "pomodoro", "meeting", "calendar",
+                     "notion", "to-do", "todo list", "burnout", "remote work", "wfh", "focus time"),
+    "linux": ("linux", "bash", "terminal", "shell", "vim", "neovim", "emacs", "grep", "cron", "ssh",
+              "tmux", "dotfiles", "zsh", "ubuntu", "command line"),
+    "apis": ("api", "rest", "graphql", "endpoint", "json", "webhook", "rate limit", "grpc", "openapi",
+             "http", "status code", "pagination"),
+    "performance": ("performance", "latency", "p99", "benchmark", "profiler", "profiling", "cache",
+                    "caching", "memory leak", "flame graph", "throughput", "optimization"),
+    "system_design": ("system design", "microservice", "monolith", "scalability", "load balancer",
+                      "sharding", "message queue", "kafka", "architecture", "distributed system",
+                      "event-driven", "single point of failure"),
+    "mobile": ("mobile", "ios", "android", "swift", "swiftui", "kotlin", "flutter", "react native",
+               "app store", "xcode", "jetpack compose"),
+    "data_engineering": ("data engineering", "data pipeline", "etl", "airflow", "spark", "dbt",
+                         "data warehouse", "snowflake", "bigquery", "parquet", "data lake"),
+    # The catch-all: chosen only when no specific topic has a keyword hit (see guess_topic).
+    "dev_life": ("developer", "coding", "programmer", "programming", "debugging", "bug",
+                 "stack overflow", "works on my machine", "code review", "side project", "tech twitter",
+                 "software engineer", "coworker", "standup"),
+}
+GENERAL_TOPIC = "dev_life"
+
+# Human-readable names used inside instructions ("Write a hot take about DevOps.").
+TOPIC_NAMES: dict[str, str] = {
+    "python": "Python", "javascript": "JavaScript", "rust": "Rust", "golang": "Go",
+    "frontend": "frontend development", "devops": "DevOps", "cloud": "cloud computing",
+    "databases": "databases", "machine_learning": "machine learning", "llms": "LLMs",
+    "security": "security", "open_source": "open source", "git": "Git", "testing": "software testing",
+    "career": "tech careers", "startups": "startups", "productivity": "developer productivity",
+    "linux": "Linux and the command line", "apis": "APIs", "performance": "performance",
+    "system_design": "system design", "mobile": "mobile development",
+    "data_engineering": "data engineering", "dev_life": "life as a developer",
+}
+
+STYLES: tuple[str, ...] = ("humor", "hot_take", "tip", "question", "story", "thread_hook", "til")
+DEFAULT_STYLE = "hot_take"  # a plain statement with no marker reads as an opinion
+
+# Style -> lowercase markers. guess_style counts hits; the style with the most wins.
+STYLE_MARKERS: dict[str, tuple[str, ...]] = {
+    "humor": ("lol", "lmao", "😂", "🤣", "💀", "nobody:", "me:", "pov:", "my therapist", "jk",
+              "plot twist", "send help", "in this economy", "*"),
+    "hot_take": ("hot take", "unpopular opinion", "controversial", "overrated", "underrated",
+                 "fight me", "change my mind", "hill i will die on", "i said what i said",
+                 "nobody wants to hear", "is dead", "not a flex"),
+    "tip": ("tip", "protip", "psa", "reminder:", "instead of", "cheat code", "do this", "save yourself",
+            "you're welcome", "bookmark this"),
+    "question": ("curious", "what's your", "how do you", "asking for a friend", "which one",
+                 "genuinely asking", "poll", "would you rather", "drop it below", "help me settle"),
+    "story": ("yesterday", "last week", "last year", "years ago", "this morning", "story time",
+              "true story", "i remember", "back in", "once spent", "my first", "today a"),
+    "thread_hook": ("🧵", "👇", "thread", "1/", "a breakdown", "let me explain", "here's what",
+                    "here's how", "lessons from"),
+    "til": ("til", "today i learned", "just learned", "just found out", "learned today",
+            "did you know", "mind blown", "had no idea"),
+}
+
+# Instruction = frame x style phrase x topic name. 18 frames x 5 phrases = 90 phrasings per pair.
+STYLE_PHRASES: dict[str, tuple[str, ...]] = {
+    "humor": ("a funny tweet", "a joke tweet", "a humorous tweet", "a lighthearted tweet",
+              "a witty one-liner"),
+    "hot_take": ("a hot take", "a spicy opinion", "an unpopular opinion", "a bold take",
+                 "a contrarian tweet"),
+    "tip": ("a practical tip", "a quick tip", "a useful tip", "a pro tip", "an actionable tip"),
+    "question": ("a question for followers", "an engaging question", "a question that sparks replies",
+                 "a poll-style question", "a question for the community"),
+    "story": ("a short story", "a personal anecdote", "a short story tweet", "a story from experience",
+              "a relatable anecdote"),
+    "thread_hook": ("a thread hook", "the opening tweet of a thread", "a hook for a thread",
+                    "a thread opener", "a teaser for a thread"),
+    "til": ("a TIL tweet", "a today-I-learned tweet", "a quick TIL", "a 'today I learned' post",
+            "a short learning note"),
+}
+FRAMES: tuple[str, ...] = (
+    "Write {s} about {t}.",
+    "Write {s} about {t} for developers.",
+    "Draft {s} on {t}.",
+    "Compose {s} about {t}.",
+    "Give me {s} about {t}.",
+    "Come up with {s} about {t}.",
+    "Create {s} on the topic of {t}.",
+    "I need {s} about {t}.",
+    "Can you write {s} about {t}?",
+    "Post idea: {s} about {t}.",
+    "Share {s} about {t}.",
+    "Generate {s} related to {t}.",
+    "{S} about {t}, please.",
+    "Write {s} about {t} that people will want to reply to.",
+    "Write {s} about {t} in under 280 characters.",
+    "Help me write {s} about {t}.",
+    "Tweet about {t}: {s}.",
+    "Make {s} about {t} for tech Twitter.",
+)
+
+
+def instruction_for(topic: str, style: str, rng: random.Random) -> str:
+    """A natural-language request for a tweet of this topic and style (always two rng draws)."""
+    if topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r}; expected one of {sorted(TOPICS)}")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; expected one of {list(STYLES)}")
+    frame = FRAMES[rng.randrange(len(FRAMES))]
+    phrase = STYLE_PHRASES[style][rng.randrange(len(STYLE_PHRASES[style]))]
+    return frame.format(s=phrase, S=phrase[0].upper() + phrase[1:], t=TOPIC_NAMES[topic])
+
+
+def _pattern(words) -> re.Pattern:
+    # Word boundaries that treat letters/digits as word characters but keep "#python", "node.js",
+    # "ci/cd" matchable; "s?" lets "containers" match "container".
+    alts = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])(?:{alts})s?(?![a-z0-9])")
+
+
+_TOPIC_RE = {topic: _pattern(words) for topic, words in TOPICS.items()}
+
+
+def _topic_hits(text: str, topic: str) -> int:
+    return len(_TOPIC_RE[topic].findall(text.lower()))
+
+
+def topic_mentioned(text: str, topic: str) -> bool:
+    """True when the text contains at least one keyword of the topic (used for topic adherence)."""
+    if topic not in TOPICS:
+        raise ValueError(f"unknown topic {topic!r}; expected one of {sorted(TOPICS)}")
+    return _topic_hits(text, topic) > 0
+
+
+def guess_topic(text: str) -> str:
+    """Keyword vote over the specific topics; ties go to the earlier topic in TOPICS.
+
+    The general topic (dev_life) only wins when no specific topic is mentioned, because words like
+    "bug" or "developer" show up in tweets about everything.
+    """
+    best, best_hits = GENERAL_TOPIC, 0
+    for topic in TOPICS:
+        if topic == GENERAL_TOPIC:
+            continue
+        hits = _topic_hits(text, topic)
+        if hits > best_hits:
+            best, best_hits = topic, hits
+    return best
+
+
+def _marker_hits(text: str, markers) -> int:
+    low = text.lower()
+    hits = 0
+    for m in markers:
+        if m.isalnum():  # whole words only: "til" must not fire on "until"
+            hits += len(re.findall(rf"(?<![a-z0-9]){re.escape(m)}(?![a-z0-9])", low))
+        else:
+            hits += low.count(m)
+    return hits
+
+
+def guess_style(text: str) -> str:
+    """Marker count per style, plus a strong vote for "question" when the last line asks one."""
+    scores = {style: _marker_hits(text, STYLE_MARKERS[style]) for style in STYLES}
+    lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    if lines and lines[-1].rstrip(" 👀🤔").endswith("?"):
+        scores["question"] += 2
+    best = max(STYLES, key=lambda s: scores[s])  # max keeps the first of equal scores
+    return best if scores[best] > 0 else DEFAULT_STYLE
