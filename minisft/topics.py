@@ -18,10 +18,10 @@ TOPICS: dict[str, tuple[str, ...]] = {
                "poetry", "pydantic", "asyncio", "type hint", "list comprehension", "pythonic"),
     "javascript": ("javascript", "js", "typescript", "node.js", "nodejs", "npm", "deno", "bun",
                    "eslint", "webpack", "vite", "promise", "async/await"),
-    "rust": ("rust", "rustacean", "cargo", "borrow checker", "tokio", "crate", "rustc", "lifetime",
+    "rust": ("rust", "rustlang", "rustacean", "cargo", "borrow checker", "tokio", "crate", "rustc", "lifetime",
              "serde", "clippy", "unsafe"),
     "golang": ("golang", "goroutine", "gopher", "gofmt", "go modules", "go build", "go test",
-               "go vet", "if err != nil"),
+               "go vet", "if err != nil", "pprof", "errgroup", "go.mod"),
     "frontend": ("frontend", "front-end", "react", "css", "html", "tailwind", "vue", "svelte",
                  "next.js", "flexbox", "dom", "useeffect", "div"),
     "devops": ("devops", "docker", "dockerfile", "kubernetes", "k8s", "ci/cd", "terraform", "helm",
@@ -29,39 +29,45 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "cloud": ("cloud", "aws", "gcp", "azure", "lambda", "serverless", "s3", "ec2", "cloud bill",
               "region", "egress"),
     "databases": ("database", "sql", "postgres", "postgresql", "mysql", "sqlite", "redis", "mongodb",
-                  "orm", "index", "query", "migration", "join"),
+                  "orm", "index", "query", "migration"),
     "machine_learning": ("machine learning", "ml", "pytorch", "scikit-learn", "xgboost", "gradient",
                          "overfitting", "dataset", "neural net", "training run", "feature engineering",
-                         "learning rate", "gpu"),
+                         "learning rate", "gpu", "machinelearning"),
     "llms": ("llm", "gpt", "chatgpt", "prompt", "rag", "fine-tuning", "fine-tune", "embedding",
              "context window", "agent", "hallucination", "token", "transformer"),
-    "security": ("security", "password", "2fa", "phishing", "vulnerability", "cve", "xss",
-                 "sql injection", "encryption", "secret", "zero-day", "infosec", "api key"),
-    "open_source": ("open source", "open-source", "oss", "maintainer", "pull request", "contributor",
-                    "license", "fork", "github star", "issue tracker"),
+    "security": ("security", "password", "2fa", "phishing", "vulnerability", "cve", "xss", "passkey",
+                 "sql injection", "encryption", "secret", "zero-day", "infosec", "cybersecurity", "api key", "breach"),
+    "open_source": ("open source", "open-source", "opensource", "oss", "maintainer", "pull request",
+                    "contributor", "license", "fork", "github star", "issue tracker", "changelog",
+                    "sponsor", "good first issue"),
     "git": ("git", "commit", "rebase", "merge conflict", "branch", "force push", "squash",
             "cherry-pick", "git blame", "gitignore", "stash"),
-    "testing": ("unit test", "tdd", "test coverage", "coverage", "flaky", "mock", "integration test",
-                "e2e", "qa", "regression", "test suite", "tests"),
-    "career": ("career", "interview", "job", "hiring", "salary", "promotion", "senior", "junior",
-               "resume", "manager", "layoff", "offer", "recruiter"),
+    "testing": ("testing", "unit test", "tdd", "test coverage", "coverage", "flaky", "mock", "integration test",
+                "e2e", "qa", "regression", "test suite", "test"),
+    "career": ("career", "interview", "job hunt", "job search", "new job", "last job", "job offer",
+               "hiring", "salary", "promotion", "promoted", "senior", "junior", "resume", "layoff",
+               "offer", "recruiter", "negotiate", "brag document", "leetcode", "linkedin", "job hopping",
+               "take-home", "techcareers"),
     "startups": ("startup", "founder", "mvp", "saas", "vc", "funding", "launch", "churn", "revenue",
-                 "product-market fit", "indie hacker", "paying customer", "pivot"),
+                 "product-market fit", "indie hacker", "indiehackers", "buildinpublic", "paying customer",
+                 "pivot"),
     "productivity": ("productivity", "productive", "deep work", "pomodoro", "meeting", "calendar",
-                     "notion", "to-do", "todo list", "burnout", "remote work", "wfh", "focus time"),
+                     "notion", "to-do", "todo list", "burnout", "remote work", "remotework", "wfh", "focus time"),
     "linux": ("linux", "bash", "terminal", "shell", "vim", "neovim", "emacs", "grep", "cron", "ssh",
               "tmux", "dotfiles", "zsh", "ubuntu", "command line"),
-    "apis": ("api", "rest", "graphql", "endpoint", "json", "webhook", "rate limit", "grpc", "openapi",
+    "apis": ("api", "rest api", "restful", "graphql", "endpoint", "json", "webhook", "rate limit", "grpc", "openapi",
              "http", "status code", "pagination"),
     "performance": ("performance", "latency", "p99", "benchmark", "profiler", "profiling", "cache",
-                    "caching", "memory leak", "flame graph", "throughput", "optimization"),
+                    "caching", "memory leak", "flame graph", "throughput", "optimization", "webperf"),
     "system_design": ("system design", "microservice", "monolith", "scalability", "load balancer",
                       "sharding", "message queue", "kafka", "architecture", "distributed system",
-                      "event-driven", "single point of failure"),
+                      "event-driven", "single point of failure", "systemdesign", "cap theorem",
+                      "consistent hashing"),
     "mobile": ("mobile", "ios", "android", "swift", "swiftui", "kotlin", "flutter", "react native",
-               "app store", "xcode", "jetpack compose"),
+               "app store", "xcode", "jetpack compose", "mobiledev", "iosdev", "androiddev"),
     "data_engineering": ("data engineering", "data pipeline", "etl", "airflow", "spark", "dbt",
-                         "data warehouse", "snowflake", "bigquery", "parquet", "data lake"),
+                         "data warehouse", "snowflake", "bigquery", "parquet", "data lake", "modern data stack",
+                         "dataengineering"),
     # The catch-all: chosen only when no specific topic has a keyword hit (see guess_topic).
     "dev_life": ("developer", "coding", "programmer", "programming", "debugging", "bug",
                  "stack overflow", "works on my machine", "code review", "side project", "tech twitter",
@@ -87,16 +93,16 @@ DEFAULT_STYLE = "hot_take"  # a plain statement with no marker reads as an opini
 # Style -> lowercase markers. guess_style counts hits; the style with the most wins.
 STYLE_MARKERS: dict[str, tuple[str, ...]] = {
     "humor": ("lol", "lmao", "😂", "🤣", "💀", "nobody:", "me:", "pov:", "my therapist", "jk",
-              "plot twist", "send help", "in this economy", "*"),
+              "plot twist", "send help", "in this economy"),
     "hot_take": ("hot take", "unpopular opinion", "controversial", "overrated", "underrated",
                  "fight me", "change my mind", "hill i will die on", "i said what i said",
                  "nobody wants to hear", "is dead", "not a flex"),
-    "tip": ("tip", "protip", "psa", "reminder:", "instead of", "cheat code", "do this", "save yourself",
+    "tip": ("tip", "tips", "protip", "psa", "reminder:", "instead of", "cheat code", "do this", "save yourself",
             "you're welcome", "bookmark this"),
     "question": ("curious", "what's your", "how do you", "asking for a friend", "which one",
                  "genuinely asking", "poll", "would you rather", "drop it below", "help me settle"),
     "story": ("yesterday", "last week", "last year", "years ago", "this morning", "story time",
-              "true story", "i remember", "back in", "once spent", "my first", "today a"),
+              "true story", "i remember", "back in", "once spent", "my first"),
     "thread_hook": ("🧵", "👇", "thread", "1/", "a breakdown", "let me explain", "here's what",
                     "here's how", "lessons from"),
     "til": ("til", "today i learned", "just learned", "just found out", "learned today",
@@ -154,9 +160,9 @@ def instruction_for(topic: str, style: str, rng: random.Random) -> str:
 
 def _pattern(words) -> re.Pattern:
     # Word boundaries that treat letters/digits as word characters but keep "#python", "node.js",
-    # "ci/cd" matchable; "s?" lets "containers" match "container".
+    # "ci/cd" matchable; "s?" lets "containers" match "container"; "z-index" is not an "index".
     alts = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?<![a-z0-9])(?:{alts})s?(?![a-z0-9])")
+    return re.compile(rf"(?<![a-z0-9-])(?:{alts})s?(?![a-z0-9])")
 
 
 _TOPIC_RE = {topic: _pattern(words) for topic, words in TOPICS.items()}
@@ -200,11 +206,20 @@ def _marker_hits(text: str, markers) -> int:
     return hits
 
 
+# A real question: a sentence with a question word, or offering an either/or, that ends in "?".
+# ("The fix? ..." or "In this economy?" are rhetorical and don't count.)
+# Inside a sentence a "." only counts when a word follows ("node.js", "3.7").
+_QUESTION_RE = re.compile(
+    r"\b(?:what|how|which|who|why|where|when|do|does|did|is|are|would|should|can|could|any)\b"
+    r"(?:[^.?!\n]|\.(?=\w))+\?|\bor\b(?:[^.?!\n]|\.(?=\w))*\?")
+# Ties go to the style with the rarer, more specific markers ("TIL ... instead of ..." is a TIL).
+_TIE_ORDER = ("til", "thread_hook", "question", "humor", "story", "hot_take", "tip")
+
+
 def guess_style(text: str) -> str:
-    """Marker count per style, plus a strong vote for "question" when the last line asks one."""
+    """Marker count per style, plus two votes for "question" when a sentence really asks one."""
     scores = {style: _marker_hits(text, STYLE_MARKERS[style]) for style in STYLES}
-    lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    if lines and lines[-1].rstrip(" 👀🤔").endswith("?"):
+    if _QUESTION_RE.search(re.sub(r"`[^`]*`", "", text.lower())):  # a "?" inside `code` asks nothing
         scores["question"] += 2
-    best = max(STYLES, key=lambda s: scores[s])  # max keeps the first of equal scores
+    best = max(_TIE_ORDER, key=lambda s: scores[s])  # max keeps the first of equal scores
     return best if scores[best] > 0 else DEFAULT_STYLE
