@@ -1,0 +1,110 @@
+"""minisft's GPT against transformers' GPT2LMHeadModel (the reference), and the mechanics of the module itself."""
+
+import pytest
+import torch
+
+from conftest import write_official_layout
+from minisft.model import GPT, GPTConfig, KVCache
+from minisft.pretrained import load_model
+
+TOL = 1e-4  # fp32 logits; the two implementations order their matmuls differently
+
+
+def reference(folder):
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(folder).eval()
+
+
+def max_diff(a, b):
+    return (a - b).abs().max().item()
+
+
+@torch.no_grad()
+def test_logits_match_transformers_layout(small_hf_folder):
+    ref, ours = reference(small_hf_folder), load_model(small_hf_folder)
+    idx = torch.randint(0, ours.config.vocab_size, (3, 40), generator=torch.Generator().manual_seed(0))
+    assert max_diff(ours(idx), ref(idx).logits) <= TOL
+
+
+@torch.no_grad()
+def test_logits_match_official_bare_layout(small_hf_folder, tmp_path):
+    ref = reference(small_hf_folder)
+    write_official_layout(ref, tmp_path)
+    ours = load_model(tmp_path)
+    idx = torch.randint(0, ours.config.vocab_size, (2, 33), generator=torch.Generator().manual_seed(1))
+    assert max_diff(ours(idx), ref(idx).logits) <= TOL
+
+
+@torch.no_grad()
+def test_right_padded_batch_matches_on_real_positions(small_hf_folder):
+    ref, ours = reference(small_hf_folder), load_model(small_hf_folder)
+    lengths = [17, 5, 11]
+    g = torch.Generator().manual_seed(2)
+    idx = torch.full((3, 17), ours.config.eos_token_id)  # pad = eos, to the right of each sequence
+    attention = torch.zeros(3, 17, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        idx[row, :n] = torch.randint(0, ours.config.vocab_size, (n,), generator=g)
+        attention[row, :n] = 1
+    ours_logits, ref_logits = ours(idx), ref(idx, attention_mask=attention).logits
+    for row, n in enumerate(lengths):
+        # Causal attention: a real token never sees the padding after it, so no mask is needed on our side.
+        assert max_diff(ours_logits[row, :n], ref_logits[row, :n]) <= TOL
+        assert max_diff(ours_logits[row, :n], ours(idx[row:row + 1, :n])[0]) <= 1e-5  # = the unpadded row
+
+
+@torch.no_grad()
+def test_gpt2_124m_shape_matches_transformers(gpt2_shaped):
+    ref, folder = gpt2_shaped
+    ours = load_model(folder)
+    assert ours.num_params() == 124_439_808
+    idx = torch.randint(0, 50257, (2, 12), generator=torch.Generator().manual_seed(3))
+    assert max_diff(ours(idx), ref(idx).logits) <= TOL
+
+
+@torch.no_grad()
+def test_kv_cache_matches_full_forward(small_hf_folder):
+    model = load_model(small_hf_folder)
+    idx = torch.randint(0, model.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(4))
+    full = model(idx)
+    cache = KVCache(model.config, batch_size=2, max_len=24)
+    parts = [model(idx[:, :10], cache=cache)]  # prefill: 10 positions at once (plain causal mask)
+    parts += [model(idx[:, t:t + 1], cache=cache) for t in range(10, 16)]  # one token at a time
+    parts.append(model(idx[:, 16:], cache=cache))  # a chunk of 8 after a past: the offset causal mask
+    assert cache.pos == 24
+    assert max_diff(torch.cat(parts, dim=1), full) <= 1e-5
+
+
+@torch.no_grad()
+def test_left_padding_with_mask_and_positions_matches_unpadded():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, n_positions=32, vocab_size=50)).eval()
+    seq = torch.randint(0, 50, (1, 6))
+    pad = 3
+    idx = torch.cat([torch.zeros(1, pad, dtype=torch.long), seq], dim=1)
+    real = torch.tensor([[False] * pad + [True] * 6])
+    mask = torch.ones(9, 9, dtype=torch.bool).tril() & real  # causal, and never look at a pad key
+    positions = (real.long().cumsum(1) - 1).clamp(min=0)  # the first real token is position 0
+    padded = model(idx, position_ids=positions, attn_mask=mask[None, None])
+    assert max_diff(padded[:, pad:], model(seq)) <= 1e-5
+
+
+def test_kv_cache_refuses_to_overflow():
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, n_positions=32, vocab_size=20)).eval()
+    cache = KVCache(model.config, batch_size=1, max_len=4)
+    model(torch.zeros(1, 4, dtype=torch.long), cache=cache)
+    with pytest.raises(ValueError, match="KV cache is full"):
+        model(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+
+
+def test_positions_past_the_context_are_refused():
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, n_positions=8, vocab_size=20))
+    with pytest.raises(ValueError, match="past the context of 8"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_lm_head_is_tied_and_counted_once():
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, n_positions=8, vocab_size=20))
+    assert model.lm_head.weight is model.transformer.wte.weight
+    untied_count = sum(p.numel() for name, p in model.named_parameters(remove_duplicate=False))
+    assert model.num_params() == untied_count - 20 * 16
