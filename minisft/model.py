@@ -178,6 +178,15 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    def set_dropout(self, p: float) -> None:
+        """Change every dropout rate at once (fine-tuning often uses another rate than pre-training)."""
+        self.config.dropout = p
+        for m in self.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = p
+            elif isinstance(m, CausalSelfAttention):
+                m.dropout = p
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied lm_head is counted once
 

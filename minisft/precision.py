@@ -1,0 +1,86 @@
+"""Which device, and in which number format the forward and backward passes run.
+
+Mixed precision ("AMP") keeps the weights and the optimizer in float32 and runs the matmuls in a 16-bit format
+inside `torch.autocast`:
+  - bf16 has float32's range, so it needs nothing else: the default on GPUs that have it (Ampere and newer);
+  - fp16 has a narrow range, so small gradients underflow to 0: a GradScaler multiplies the loss by a large factor
+    before backward() and divides the gradients back (unscale) before clipping and the update, skipping steps
+    whose gradients overflowed. The default only on older GPUs.
+On CPU the default is float32 (see bench/ for the measured trade-off; `--dtype bf16` uses the CPU's bf16 units).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    if name != "auto":
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA GPU")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("--device mps was asked for, but this PyTorch has no Apple MPS backend")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"  # CPU and MPS
+
+
+@dataclass
+class Precision:
+    device: torch.device
+    dtype: str  # fp32 | bf16 | fp16
+    scaler: torch.amp.GradScaler | None = None
+
+    def autocast(self):
+        if self.dtype == "fp32":
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[self.dtype])
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def step(self, optimizer, params, grad_clip: float) -> float:
+        """Unscale (fp16), clip, update. Returns the gradient norm before clipping."""
+        params = [p for p in params if p.grad is not None]
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        if grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params]))
+        if self.scaler is not None:
+            self.scaler.step(optimizer)  # skipped when the gradients hold inf/NaN, then the scale is lowered
+            self.scaler.update()
+        else:
+            optimizer.step()
+        return float(norm)
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+def pick_precision(device: torch.device, dtype: str = "auto") -> Precision:
+    dtype = default_dtype(device) if dtype == "auto" else dtype
+    if dtype == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("--dtype bf16: this GPU has no bf16 support; use --dtype fp16")
+    scaler = torch.amp.GradScaler(device.type) if dtype == "fp16" else None
+    return Precision(device=device, dtype=dtype, scaler=scaler)

@@ -1,0 +1,437 @@
+"""The supervised fine-tuning loop, written out.
+
+Read `train()` top to bottom: set-up (run folder, data, model, optimizer), then the loop, whose one optimizer step
+is `train_step()`. The SFT mechanics live where you would look for them:
+  - the prompt mask and the shift by one: data.py (`encode_example`), consumed here as `targets`;
+  - the engagement weight: weighting.py, consumed here as `weights`;
+  - the loss and why it is a sum over tokens divided once per step: loss.py and `train_step()` below;
+  - checkpoints and exact resume: checkpoint.py; metrics: tracking.py.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from minisft import data as D
+from minisft.checkpoint import latest_checkpoint, load_train_state, rng_state, save_checkpoint, set_rng_state
+from minisft.config import TrainConfig, parse_args
+from minisft.loss import IGNORE, loss_sums
+from minisft.precision import Precision, pick_device, pick_precision
+from minisft.pretrained import ModelNotAvailable, build_tiny, load_model, load_tokenizer, resolve
+from minisft.runs import checkpoint_folder
+from minisft.sampling import generate
+from minisft.templates import render_prompt, response_text
+from minisft.tracking import Tracker
+
+
+class TrainingError(RuntimeError):
+    """A problem the user can fix (their data, flags or hardware): printed as one line, no traceback."""
+
+
+class SFTObjective(torch.nn.Module):
+    """The model and its loss as one module: DDP and torch.compile then see the whole forward pass.
+
+    (input_ids [B, T], targets [B, T], weights [B]) -> the loss sums of loss.py for this micro-batch.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, targets, weights):
+        hidden = self.model.hidden_states(input_ids)  # [B, T, C]; logits are made only at targets (loss.py)
+        s = loss_sums(hidden, self.model.lm_head.weight, targets, weights)
+        return s.weighted, s.weight, s.nll, s.tokens
+
+
+# ----------------------------------------------------------------------------------------------- one optimizer step
+
+def step_denominator(micro_batches, device) -> torch.Tensor:
+    """Sum of weights over every target token of the step, on every process: the loss divides by this ONCE."""
+    total = sum(float((mb["weights"][:, None] * (mb["targets"] != IGNORE)).sum()) for mb in micro_batches)
+    total = torch.tensor(total, dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(total)  # all processes' tokens count: the same step as one process with the whole batch
+    return total
+
+
+def accumulate_gradients(objective, micro_batches, precision: Precision) -> dict:
+    """Forward and backward over the micro-batches of one optimizer step (gradient accumulation).
+
+    loss = sum(w * CE) over all target tokens of all micro-batches / sum(w) over the same tokens.
+    Each micro-batch's backward() adds its share sum_mb(w * CE) / denominator to the gradients, so after the last
+    one the gradients are exactly those of the step's loss, however the step was split. (Dividing each micro-batch
+    by its OWN token count and averaging those means is the well-known accumulation bug.) A micro-batch with no
+    target contributes 0: its share is 0 / denominator, and a step with no target at all skips the division.
+    """
+    device = next(objective.parameters()).device
+    denom = step_denominator(micro_batches, device)
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    weighted_sum = nll_sum = 0.0
+    tokens = 0
+    for i, mb in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        # Under DDP, gradients are averaged across processes only after the step's last micro-batch.
+        sync = objective.no_sync() if (world > 1 and not last) else nullcontext()
+        with sync, precision.autocast():
+            weighted, _, nll, n = objective(mb["input_ids"].to(device), mb["targets"].to(device),
+                                            mb["weights"].to(device))
+            # This micro-batch's share of the step's loss. DDP averages gradients over processes (divides by
+            # world), so multiply back: what reaches the weights is the gradient of the whole step's sum / denom.
+            loss = weighted * world / denom.clamp_min(1e-12).to(weighted.dtype)
+            precision.backward(loss)
+        weighted_sum, nll_sum, tokens = weighted_sum + float(weighted.detach()), nll_sum + float(nll), tokens + int(n)
+    sums = torch.tensor([weighted_sum, nll_sum, tokens], dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(sums)  # the step's metrics over all processes
+    return {"train/loss": float(sums[0]) / max(float(denom), 1e-12),
+            "train/loss_unweighted": float(sums[1]) / max(float(sums[2]), 1.0),
+            "train/target_tokens": int(sums[2])}
+
+
+def train_step(objective, micro_batches, optimizer, precision: Precision, lr: float, grad_clip: float) -> dict:
+    """One optimizer step: accumulate gradients, refuse a non-finite loss, clip, update. Returns its metrics."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    metrics = accumulate_gradients(objective, micro_batches, precision)
+    if not math.isfinite(metrics["train/loss"]):
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingError(f"the loss became {metrics['train/loss']}: stopping before this step changes the "
+                            "weights; the last checkpoint is intact (try a lower --lr, or --dtype fp32)")
+    metrics["train/grad_norm"] = precision.step(optimizer, objective.parameters(), grad_clip)
+    metrics["train/lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------- optimizer, schedule
+
+def make_optimizer(model, lr: float, weight_decay: float, device: torch.device):
+    """AdamW, with weight decay on 2-D weight matrices only (not on biases, LayerNorm gains or... nothing else)."""
+    params = list(dict.fromkeys(model.parameters()))  # the tied wte/lm_head tensor appears once
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = device.type == "cuda"  # one kernel for the whole update on GPUs
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up to `peak` over `warmup` steps, then cosine decay to min_ratio * peak at `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+# ------------------------------------------------------------------------------------------------------- set-up
+
+def setup_distributed():
+    """Under `torchrun`, join the process group (gloo on CPU, nccl on CUDA). Returns (rank, world, local_rank)."""
+    if "RANK" not in os.environ:
+        return 0, 1, 0
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path | None]:
+    """The run folder, the config to use, and the checkpoint to resume from (None for a new run)."""
+    if cfg.resume:
+        run_dir = latest_run_dir(cfg.out) if cfg.resume == "latest" else Path(cfg.resume)
+        saved = TrainConfig.load(run_dir / "run_config.json")
+        # A resumed run keeps its own config; only these flags may change (e.g. train longer, another device).
+        for name in given & {"max_steps", "epochs", "stop_after", "device", "wandb", "progress", "eval_every",
+                             "save_every", "keep_last"}:
+            setattr(saved, name, getattr(cfg, name))
+        saved.resume = str(run_dir)
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise TrainingError(f"{run_dir} has no checkpoint to resume from")
+        return saved, run_dir, ckpt
+    name = cfg.name or f"{Path(cfg.model or 'auto').name}-{cfg.weights}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(cfg.out) / name
+    if (run_dir / "latest").exists():
+        raise TrainingError(f"{run_dir} already holds a run: pick another --name, or --resume {run_dir}")
+    return cfg, run_dir, None
+
+
+def latest_run_dir(out: str) -> Path:
+    from minisft.runs import latest_run
+
+    return latest_run(out)
+
+
+def load_or_build_model(cfg: TrainConfig, train_texts: list[str], resume_ckpt: Path | None):
+    """(model, tokenizer, model name) for this run: resumed, official, a folder, or tiny built from scratch."""
+    if resume_ckpt is not None:
+        return load_model(resume_ckpt), load_tokenizer(resume_ckpt), cfg.model
+    name = cfg.model
+    if name is None:  # the default: gpt2 if it can be had, else tiny
+        try:
+            resolve("gpt2")
+            name = "gpt2"
+        except ModelNotAvailable as e:
+            print(f"\n*** gpt2 is not available ({e.reason}): training the offline `tiny` model instead. ***\n"
+                  "*** To use gpt2: connect once (it is cached after), or pass --model PATH to a local copy. ***\n")
+            name = "tiny"
+    if name == "tiny":
+        model, tok = build_tiny(train_texts, seed=cfg.seed, vocab_size=cfg.tiny_vocab)
+        return model, tok, name
+    folder = checkpoint_folder(name) if Path(name).is_dir() else name
+    return load_model(folder), load_tokenizer(folder), name
+
+
+def prepare_examples(cfg: TrainConfig, run_dir: Path, resume_ckpt: Path | None):
+    """Model + tokenizer, then records -> split -> (mix) -> weighted, masked, tokenized examples (data.py)."""
+    records, _ = D.load_records(cfg.data, on_bad=cfg.on_bad)  # first look: texts for tiny, instructions for samples
+    train_recs, val_recs = D.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    # The tiny model's tokenizer learns its vocabulary from the training split, laid out as training sees it.
+    prompts = [render_prompt(cfg.template, r["instruction"]) for r in train_recs]
+    texts = [p + response_text(p, r["response"]) for p, r in zip(prompts, train_recs)]
+    model, tok, model_name = load_or_build_model(cfg, texts, resume_ckpt)
+    max_len = cfg.max_len or min(256, model.config.n_positions)
+    rejects = run_dir / "rejected_rows.jsonl" if cfg.on_bad == "skip" else None
+    train_ex, val_ex, stats = D.build_dataset(
+        cfg.data, tok, template=cfg.template, max_len=max_len, weights_scheme=cfg.weights,
+        train_on_prompt=cfg.train_on_prompt, val_fraction=cfg.val_fraction, seed=cfg.seed, on_bad=cfg.on_bad,
+        rejects_path=rejects, mix=cfg.mix, max_weight=cfg.max_weight)
+    return model, tok, model_name, train_ex, val_ex, val_recs, stats
+
+
+# ---------------------------------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def evaluate(objective, examples, batch_size: int, pad_id: int, precision: Precision) -> dict:
+    """Validation loss, weighted (what training minimises) and unweighted, and perplexity = exp(token-mean NLL)."""
+    if not examples:
+        return {}
+    was_training = objective.training
+    objective.eval()
+    device = next(objective.parameters()).device
+    weighted = weight = nll = 0.0
+    tokens = 0
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))  # little padding, same result
+    for start in range(0, len(order), batch_size):
+        mb = D.collate([examples[i] for i in order[start:start + batch_size]], pad_id)
+        with precision.autocast():
+            s = objective(mb["input_ids"].to(device), mb["targets"].to(device), mb["weights"].to(device))
+        weighted, weight, nll, tokens = weighted + float(s[0]), weight + float(s[1]), nll + float(s[2]), tokens + s[3]
+    objective.train(was_training)
+    mean_nll = nll / max(tokens, 1)
+    return {"val/loss": weighted / max(weight, 1e-12), "val/loss_unweighted": mean_nll,
+            "val/ppl": math.exp(min(mean_nll, 50.0)), "val/target_tokens": tokens}
+
+
+def sample_tweets(model, tok, template: str, records: list[dict], seed: int, max_new_tokens: int = 96) -> list[dict]:
+    """A few tweets for fixed validation instructions, to watch what the model learns (same seeds every time)."""
+    if not records:
+        return []
+    from minisft.datagen import expected_engagement
+
+    prompts = [tok.encode(render_prompt(template, r["instruction"])) for r in records]
+    was_training = model.training
+    model.eval()
+    outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95,
+                    eos_id=tok.eos_id, seed=seed)
+    model.train(was_training)
+    rows = []
+    for r, out in zip(records, outs):
+        text = tok.decode(out).strip()
+        rows.append({"instruction": r["instruction"], "text": text, "chars": len(text),
+                     "expected_likes": round(expected_engagement(text, r.get("topic"), None, r.get("source") or "own"),
+                                             2)})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------- the loop
+
+class StopFlag:
+    """Ctrl-C / SIGTERM ask the loop to stop after the current step, save, and exit cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second Ctrl-C: the user really wants out
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"\n{signal.Signals(signum).name}: finishing this step, saving a checkpoint, then stopping...",
+              file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
+    """Run (or resume) one fine-tuning run; returns its folder."""
+    rank, world, local_rank = setup_distributed()
+    is_main = rank == 0
+    cfg, run_dir, resume_ckpt = open_run(cfg, given)
+    device = pick_device(cfg.device, local_rank)
+    precision = pick_precision(device, cfg.dtype)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    # Data and model. Every process builds the same examples (deterministic), then takes its own share per step.
+    model, tok, model_name, train_ex, val_ex, val_recs, data_stats = prepare_examples(cfg, run_dir, resume_ckpt)
+    if not train_ex:
+        raise TrainingError(f"{cfg.data}: no training example left after loading and encoding")
+    if cfg.dropout is not None:
+        model.set_dropout(cfg.dropout)
+    model.to(device)
+    model.train()
+    if cfg.lr is None:
+        cfg.lr = 1e-3 if model_name == "tiny" else 5e-5
+    cfg.model = model_name
+
+    micro_per_step = cfg.grad_accum * world  # micro-batches of batch_size per optimizer step, all processes
+    n_micro = len(D.batches(train_ex, cfg.batch_size, seed=cfg.seed, epoch=0))
+    steps_per_epoch = n_micro // micro_per_step
+    if steps_per_epoch == 0:
+        raise TrainingError(f"{len(train_ex)} examples make fewer than one step of {micro_per_step} micro-batches "
+                            f"of {cfg.batch_size}: lower --batch-size or --grad-accum")
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    warmup = cfg.warmup if cfg.warmup is not None else max(1, total_steps // 20)
+
+    objective = SFTObjective(model)
+    if cfg.compile:
+        objective = torch.compile(objective)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        objective = DDP(objective, device_ids=[local_rank] if device.type == "cuda" else None)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, device)
+
+    step = 0
+    wandb_id = None
+    if resume_ckpt is not None:
+        state = load_train_state(resume_ckpt)
+        optimizer.load_state_dict(state["optimizer"])
+        precision.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        step, wandb_id = state["step"], state.get("wandb_id")
+        if is_main:
+            print(f"resuming {run_dir} at step {step} from {resume_ckpt.name}")
+    elif is_main:
+        cfg.save(run_dir / "run_config.json")
+
+    tracker = Tracker(run_dir, asdict(cfg), cfg.wandb, cfg.wandb_project, resume_id=wandb_id, enabled=is_main)
+    if is_main:
+        pad = D.pad_fraction(D.batches(train_ex, cfg.batch_size, seed=cfg.seed, epoch=0), train_ex)
+        print(f"model {model_name}: {model.num_params() / 1e6:.1f}M parameters on {device} ({precision.dtype}) | "
+              f"{len(train_ex)} train / {len(val_ex)} val examples | weights {cfg.weights} | "
+              f"{total_steps} steps of {cfg.batch_size * micro_per_step} examples | padding {pad:.1%}")
+        tracker.log(step, {"data/" + k: v for k, v in flat(data_stats).items()})
+    sample_recs = val_recs[:cfg.eval_samples]
+
+    def checkpoint(at_step):
+        if is_main:
+            state = {"optimizer": optimizer.state_dict(), "scaler": precision.state_dict(), "rng": rng_state(),
+                     "step": at_step, "epoch": at_step // steps_per_epoch, "wandb_id": tracker.wandb_id,
+                     "data_position": (at_step % steps_per_epoch) * micro_per_step}
+            save_checkpoint(run_dir, at_step, model, tok, cfg.template, state, keep_last=cfg.keep_last)
+
+    def run_eval(at_step):
+        metrics = evaluate(objective, val_ex, cfg.batch_size, tok.eos_id, precision)
+        if is_main:
+            tracker.log(at_step, metrics)
+            tracker.log_samples(at_step, sample_tweets(model, tok, cfg.template, sample_recs, cfg.seed))
+        return metrics
+
+    bar = None
+    if is_main and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
+    stop_at = total_steps if cfg.stop_after is None else min(total_steps, step + cfg.stop_after)
+    last_saved = step if resume_ckpt is not None else -1
+    try:
+        with StopFlag() as stop:
+            while step < stop_at and not stop.requested:
+                # The data position is a pure function of the step: epoch, then a slice of that epoch's batches.
+                epoch, k = divmod(step, steps_per_epoch)
+                order = D.batches(train_ex, cfg.batch_size, seed=cfg.seed, epoch=epoch)
+                step_batches = order[k * micro_per_step:(k + 1) * micro_per_step]
+                mine = step_batches[rank * cfg.grad_accum:(rank + 1) * cfg.grad_accum]
+                micro = [D.collate([train_ex[i] for i in idx], tok.eos_id) for idx in mine]
+                t0 = time.perf_counter()
+                lr = lr_at(step, total_steps, cfg.lr, warmup, cfg.min_lr_ratio)
+                try:
+                    metrics = train_step(objective, micro, optimizer, precision, lr, cfg.grad_clip)
+                except torch.OutOfMemoryError:
+                    raise TrainingError(f"out of memory at --batch-size {cfg.batch_size}: lower --batch-size and "
+                                        "raise --grad-accum to keep the same step") from None
+                step += 1
+                metrics["train/tokens_per_s"] = metrics["train/target_tokens"] * world / (time.perf_counter() - t0)
+                metrics["train/epoch"] = step / steps_per_epoch
+                if is_main:
+                    tracker.log(step, metrics)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", lr=f"{lr:.2e}",
+                                    tok_s=f"{metrics['train/tokens_per_s']:.0f}")
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
+                    run_eval(step)
+                if cfg.save_every and step % cfg.save_every == 0 and step < stop_at:
+                    checkpoint(step)
+                    last_saved = step
+    finally:
+        if bar is not None:
+            bar.close()
+    if last_saved != step:
+        checkpoint(step)  # end of run, --stop-after, or Ctrl-C / SIGTERM: always leave a resumable checkpoint
+    if step >= total_steps:
+        final = run_eval(step)
+        if is_main and final:
+            print(f"done: {step} steps | val loss {final['val/loss']:.3f} (unweighted "
+                  f"{final['val/loss_unweighted']:.3f}, ppl {final['val/ppl']:.1f}) | run folder {run_dir}")
+            print(f"try it:  python sample.py --model {run_dir} --prompt \"Write a witty tweet about debugging\"")
+    elif is_main:
+        print(f"stopped at step {step}/{total_steps}; continue with:  python train.py --resume {run_dir}")
+    tracker.finish()
+    if dist.is_initialized():
+        dist.barrier()
+    return run_dir
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)):
+            out[prefix + k] = v
+    return out
+
+
+def main(argv=None) -> int:
+    cfg, given = parse_args(argv)
+    try:
+        train(cfg, given)
+    except (TrainingError, ModelNotAvailable, D.DataError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0

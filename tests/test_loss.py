@@ -1,0 +1,168 @@
+"""The loss and gradient accumulation: sum over target tokens, divided once per step."""
+
+import math
+
+import pytest
+import torch
+
+from minisft.loss import IGNORE, full_logits_loss_sums, loss_sums
+from minisft.model import GPT, GPTConfig
+from minisft.precision import pick_precision
+from minisft.training import SFTObjective, accumulate_gradients
+
+V = 97
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=V))
+
+
+def make_examples(n=8, seed=1):
+    """n examples of different lengths: a prompt part (ignored) then targets, like data.py produces."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        length = int(torch.randint(6, 30, (1,), generator=g))
+        prompt = int(torch.randint(1, length - 2, (1,), generator=g))
+        ids = torch.randint(0, V, (length,), generator=g)
+        targets = torch.randint(0, V, (length,), generator=g)
+        targets[:prompt] = IGNORE
+        out.append((ids, targets, 0.25 + float(torch.rand(1, generator=g)) * 3))  # non-uniform weights
+    return out
+
+
+def collate(examples):
+    T = max(len(ids) for ids, _, _ in examples)
+    x = torch.zeros(len(examples), T, dtype=torch.long)
+    y = torch.full((len(examples), T), IGNORE)
+    for b, (ids, tgt, _) in enumerate(examples):
+        x[b, :len(ids)], y[b, :len(ids)] = ids, tgt
+    return {"input_ids": x, "targets": y, "weights": torch.tensor([w for _, _, w in examples])}
+
+
+def grads_for(examples, micro_size, seed=0):
+    model = tiny_model(seed)
+    objective = SFTObjective(model)
+    micro = [collate(examples[i:i + micro_size]) for i in range(0, len(examples), micro_size)]
+    metrics = accumulate_gradients(objective, micro, pick_precision(torch.device("cpu"), "fp32"))
+    return metrics, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def reference_loss(examples, seed=0):
+    """The definition, computed naively example by example: sum(w * CE) / sum(w) over all target tokens."""
+    model = tiny_model(seed)
+    num = den = 0.0
+    for ids, tgt, w in examples:
+        logits = model(ids[None])[0]
+        keep = tgt != IGNORE
+        ce = torch.nn.functional.cross_entropy(logits[keep], tgt[keep], reduction="sum")
+        num, den = num + w * float(ce), den + w * int(keep.sum())
+    return num / den
+
+
+def test_targets_only_head_equals_full_logits():
+    model = tiny_model()
+    batch = collate(make_examples())
+    hidden = model.hidden_states(batch["input_ids"])
+    fast = loss_sums(hidden, model.lm_head.weight, batch["targets"], batch["weights"])
+    slow = full_logits_loss_sums(model.lm_head(hidden), batch["targets"], batch["weights"])
+    assert fast.tokens == slow.tokens
+    for a, b in [(fast.weighted, slow.weighted), (fast.weight, slow.weight), (fast.nll, slow.nll)]:
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+    g_fast = torch.autograd.grad(fast.weighted, model.transformer.wte.weight, retain_graph=True)[0]
+    g_slow = torch.autograd.grad(slow.weighted, model.transformer.wte.weight)[0]
+    assert torch.allclose(g_fast, g_slow, atol=1e-6)
+
+
+def test_accumulation_split_does_not_change_loss_or_gradients():
+    examples = make_examples(8)
+    m8, g8 = grads_for(examples, 8)
+    m2, g2 = grads_for(examples, 2)
+    m1, g1 = grads_for(examples, 1)
+    assert m8["train/loss"] == pytest.approx(reference_loss(examples), rel=1e-5)
+    assert m2["train/loss"] == pytest.approx(m8["train/loss"], rel=1e-6)
+    assert m1["train/loss"] == pytest.approx(m8["train/loss"], rel=1e-6)
+    for name in g8:
+        assert torch.allclose(g2[name], g8[name], atol=1e-6, rtol=1e-4), name
+        assert torch.allclose(g1[name], g8[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_mean_of_micro_batch_means_would_differ():
+    """The bug the sum-then-divide rule avoids is real on these variable-length batches."""
+    examples = make_examples(8)
+    model = tiny_model()
+    means = []
+    for i in range(0, 8, 2):
+        b = collate(examples[i:i + 2])
+        s = loss_sums(model.hidden_states(b["input_ids"]), model.lm_head.weight, b["targets"], b["weights"])
+        means.append(float(s.weighted / s.weight))
+    assert abs(sum(means) / len(means) - reference_loss(examples)) > 1e-3
+
+
+def test_weight_zero_equals_removing_the_example():
+    examples = make_examples(6)
+    zeroed = list(examples)
+    ids, tgt, _ = zeroed[2]
+    zeroed[2] = (ids, tgt, 0.0)
+    removed = examples[:2] + examples[3:]
+    mz, gz = grads_for(zeroed, 3)
+    mr, gr = grads_for(removed, 5)
+    assert mz["train/loss"] == pytest.approx(mr["train/loss"], rel=1e-6)
+    for name in gz:
+        assert torch.allclose(gz[name], gr[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_uniform_weight_c_equals_weight_one():
+    examples = make_examples(6)
+    ones = [(i, t, 1.0) for i, t, _ in examples]
+    sevens = [(i, t, 7.0) for i, t, _ in examples]
+    m1, g1 = grads_for(ones, 3)
+    m7, g7 = grads_for(sevens, 3)
+    assert m7["train/loss"] == pytest.approx(m1["train/loss"], rel=1e-6)
+    for name in g1:
+        assert torch.allclose(g7[name], g1[name], atol=1e-6, rtol=1e-4), name
+
+
+def test_all_masked_micro_batch_adds_zero_not_nan():
+    examples = make_examples(4)
+    ids, tgt, w = examples[0]
+    masked = (ids, torch.full_like(tgt, IGNORE), w)
+    model = tiny_model()
+    b = collate([masked])
+    s = loss_sums(model.hidden_states(b["input_ids"]), model.lm_head.weight, b["targets"], b["weights"])
+    assert s.tokens == 0 and float(s.weighted) == 0.0
+    s.weighted.backward()  # still a graph: backward works and gives zero gradients
+    assert all(torch.all(p.grad == 0) for p in model.parameters() if p.grad is not None)
+    # In a step next to real micro-batches it changes nothing.
+    m_with, g_with = grads_for([masked] + examples[1:], 1)
+    m_without, g_without = grads_for(examples[1:], 1)
+    assert math.isfinite(m_with["train/loss"])
+    assert m_with["train/loss"] == pytest.approx(m_without["train/loss"], rel=1e-6)
+    for name in g_with:
+        assert torch.allclose(g_with[name], g_without[name], atol=1e-6, rtol=1e-4), name
+    # A step whose targets are ALL masked: loss 0, finite.
+    m_none, _ = grads_for([masked], 1)
+    assert m_none["train/loss"] == 0.0
+
+
+def test_unweighted_loss_equals_transformers_labels_loss(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from minisft.pretrained import load_model
+
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64,
+                                                              vocab_size=V, bos_token_id=0, eos_token_id=0)).eval()
+    hf.save_pretrained(tmp_path)
+    ours = load_model(tmp_path).eval()
+    # Full sequences with a masked prompt, in Hugging Face's convention (labels = ids, the model shifts inside)...
+    g = torch.Generator().manual_seed(3)
+    full = torch.randint(0, V, (3, 20), generator=g)
+    labels = full.clone()
+    labels[0, :5], labels[1, :9], labels[2, :2] = IGNORE, IGNORE, IGNORE
+    labels[1, 15:] = IGNORE  # padding at the end of row 1
+    hf_loss = hf(full, labels=labels).loss
+    # ...and in ours: the shift by one done up front (input = ids[:-1], targets = ids[1:]).
+    s = loss_sums(ours.hidden_states(full[:, :-1]), ours.lm_head.weight, labels[:, 1:], torch.ones(3))
+    assert float(s.weighted / s.weight) == pytest.approx(float(hf_loss), abs=1e-5)
+    assert float(s.nll / s.tokens) == pytest.approx(float(hf_loss), abs=1e-5)
