@@ -1,0 +1,49 @@
+"""Finding the model to sample from: the newest run, or the checkpoint a folder stands for.
+
+A run folder (runs/<name>/) holds a text file `latest` naming its newest checkpoint ("checkpoints/step-0000500");
+training replaces that file atomically after each save. So "the latest run" is the run whose `latest` pointer was
+written last, and a run folder stands for the checkpoint its pointer names. A checkpoint folder, or any Hugging
+Face GPT-2 folder (config.json + weights), stands for itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+POINTER = "latest"
+NO_RUN_HINT = "train one with python train.py"
+
+
+def latest_run(runs_dir: str | Path = "runs") -> Path:
+    """The run folder under `runs_dir` whose `latest` pointer is the newest (by modification time)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"no run found: {runs_dir}/ does not exist ({NO_RUN_HINT})")
+    runs = [p for p in runs_dir.iterdir() if (p / POINTER).is_file()]
+    if not runs:
+        raise FileNotFoundError(f"no run found: no folder in {runs_dir}/ has a `{POINTER}` checkpoint pointer "
+                                f"({NO_RUN_HINT})")
+    return max(runs, key=lambda p: (p / POINTER).stat().st_mtime)
+
+
+def checkpoint_folder(path: str | Path) -> Path:
+    """A run folder -> the checkpoint its `latest` names; a checkpoint / Hugging Face folder -> itself."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is a file: pass a run folder or a checkpoint folder (with config.json)")
+    pointer = path / POINTER
+    if pointer.is_file():
+        target = pointer.read_text().strip()
+        if not target:
+            raise ValueError(f"{pointer} is empty: it should name a checkpoint, e.g. checkpoints/step-0000500")
+        folder = path / target
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{pointer} points at {folder}, which has no config.json: the run folder is "
+                                    "damaged (was the checkpoint deleted?)")
+        return folder
+    if (path / "config.json").is_file():
+        return path
+    raise FileNotFoundError(f"{path} is neither a run folder (no `{POINTER}` file) nor a checkpoint folder "
+                            "(no config.json)")
