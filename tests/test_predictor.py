@@ -1,0 +1,83 @@
+"""The engagement predictor finds a planted signal, and admits (R^2 <= ~0) when there is none."""
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from minisft.predictor import FEATURE_NAMES, EngagementPredictor, PredictorError, features, r2_score
+
+WORDS = "code deploy bug coffee python rust server cache test merge branch release docs team week".split()
+
+
+def tweets(n, seed):
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 30)))
+        if rng.random() < 0.5:
+            text += "?"
+        text += " #dev" * rng.randint(0, 3)
+        out.append({"id": f"r{i}", "response": text, "topic": None})
+    return out
+
+
+def with_likes(records, fn, seed):
+    rng = random.Random(seed)
+    for r in records:
+        r["likes"] = max(0, round(math.expm1(fn(r["response"], rng))))
+    return records
+
+
+def planted(text, rng):
+    # log-likes grow with hashtags and fall with a question mark, plus a little noise
+    return 2.0 + 0.9 * text.count("#dev") - 1.2 * ("?" in text) + rng.gauss(0, 0.2)
+
+
+def noise(text, rng):
+    return rng.gauss(3.0, 1.0)
+
+
+def test_planted_signal_is_found():
+    train = with_likes(tweets(400, 0), planted, 1)
+    val = with_likes(tweets(200, 2), planted, 3)
+    p = EngagementPredictor.fit(train)
+    assert p.r2(val) > 0.8
+    assert {name for name, _ in p.top_features(2)} == {"hashtags", "question"}
+    coef = dict(p.top_features(len(FEATURE_NAMES)))
+    assert coef["hashtags"] > 0 > coef["question"]
+
+
+def test_noise_gives_no_held_out_r2():
+    train = with_likes(tweets(400, 0), noise, 1)
+    val = with_likes(tweets(200, 2), noise, 3)
+    r2 = EngagementPredictor.fit(train).r2(val)
+    assert -0.3 < r2 < 0.05
+
+
+def test_missing_likes_are_left_out_not_zero():
+    train = with_likes(tweets(60, 0), planted, 1)
+    for r in train[::2]:
+        r["likes"] = None
+    p = EngagementPredictor.fit(train)
+    assert p.n_train == 30
+    with pytest.raises(PredictorError, match="only 10 of 60"):
+        EngagementPredictor.fit([dict(r, likes=None) if i >= 10 else r for i, r in
+                                 enumerate(with_likes(tweets(60, 0), planted, 1))])
+
+
+def test_predictions_are_likes_and_features_have_names():
+    p = EngagementPredictor.fit(with_likes(tweets(100, 0), planted, 1))
+    likes = p.predict_likes(["code #dev #dev #dev", "code?"], [None, None])
+    assert likes.shape == (2,) and (likes >= 0).all() and likes[0] > likes[1]
+    assert features("hi", "python").shape == (len(FEATURE_NAMES),)
+    assert features("pandas 🐍\nsecond line", None)[FEATURE_NAMES.index("topic=python")] == 1  # guessed topic
+
+
+def test_r2_score_known_values():
+    y = np.array([1.0, 2.0, 3.0])
+    assert r2_score(y, y) == 1.0
+    assert r2_score(y, np.full(3, 2.0)) == 0.0
+    assert r2_score(y, np.array([3.0, 2.0, 1.0])) == pytest.approx(-3.0)
+    assert r2_score(np.ones(3), np.ones(3)) is None
