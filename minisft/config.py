@@ -36,6 +36,8 @@ class TrainConfig:
                                        "so the model learns to write instructions too")
     mix: str | None = opt(None, "sample training data by source, e.g. own=0.5,viral=0.3,diverse=0.2")
     val_fraction: float = opt(0.05, "share of records held out for validation (split by a stable hash)")
+    split_seed: int = opt(0, "seed of the train/validation split (and of --mix); kept apart from --seed so runs "
+                             "with different seeds are judged on the same held-out tweets")
     on_bad: str = opt("error", "bad data rows: 'error' stops with file:line and reason; 'skip' drops them and "
                                "writes them with reasons to the run folder", choices=("error", "skip"))
     max_len: int | None = opt(None, "longest example in tokens (prompt is cut first). Default: min(256, context)")
@@ -43,11 +45,11 @@ class TrainConfig:
     out: str = opt("runs", "folder that holds the run folders")
     name: str | None = opt(None, "run folder name (default: <model>-<weights>-<timestamp>)")
     # how long and how fast
-    epochs: float = opt(1.0, "passes over the training data (fractions allowed)")
+    epochs: float = opt(3.0, "passes over the training data (fractions allowed)")
     max_steps: int | None = opt(None, "stop after this many optimizer steps (overrides --epochs)")
     batch_size: int = opt(16, "examples per micro-batch (per process)")
     grad_accum: int = opt(1, "micro-batches per optimizer step: the step sees batch_size * grad_accum examples")
-    lr: float | None = opt(None, "peak learning rate (default: 1e-3 for tiny, 5e-5 for pretrained GPT-2)")
+    lr: float | None = opt(None, "peak learning rate (default: 2e-3 for tiny, from scratch; 5e-5 for pretrained GPT-2)")
     warmup: int | None = opt(None, "linear warm-up steps before the cosine decay (default: 5%% of the steps)")
     min_lr_ratio: float = opt(0.1, "the cosine decays to this fraction of --lr")
     weight_decay: float = opt(0.1, "AdamW weight decay, on 2-D weight matrices only")
@@ -59,6 +61,8 @@ class TrainConfig:
     # checking in
     eval_every: int = opt(100, "validation loss and sample tweets every N steps (0 = only at the end)")
     eval_samples: int = opt(3, "sample tweets for fixed validation instructions at each evaluation")
+    final_eval: int = opt(50, "at the end, score K=4 tweets for each of this many held-out instructions "
+                              "(python -m minisft.evaluate; 0 = skip)")
     save_every: int = opt(200, "checkpoint every N steps (0 = only at the end)")
     keep_last: int = opt(2, "keep the N newest checkpoints (0 = keep all)")
     resume: str | None = opt(None, "continue a run exactly where it stopped: a run folder, or 'latest'")
@@ -83,11 +87,20 @@ class TrainConfig:
         return cls(**{k: v for k, v in json.loads(Path(path).read_text()).items() if k in known})
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" unless there is no default or the help text already explains it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or "").lower():
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py",
         description="Supervised fine-tuning of GPT-2 on instruction -> tweet pairs, with engagement-weighted loss.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog="Example: python train.py --weights log    (then: python sample.py --prompt '...')")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -136,7 +149,7 @@ def check(cfg: TrainConfig) -> str | None:
         return "--warmup must be smaller than --max-steps"
     if cfg.resume and cfg.name:
         return "--resume continues an existing run: don't also give --name"
-    for name in ("eval_every", "save_every", "keep_last", "eval_samples"):
+    for name in ("eval_every", "save_every", "keep_last", "eval_samples", "final_eval"):
         if getattr(cfg, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0"
     return None

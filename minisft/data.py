@@ -439,7 +439,9 @@ def build_dataset(path, tok, template="plain", max_len=256, weights_scheme="none
         train_records = mix_records(train_records, mix, seed)
     weigh = fit_weights(train_records, weights_scheme, max_weight)
     train, train_enc = encode_records(tok, train_records, template, max_len, weigh, train_on_prompt)
-    val, val_enc = encode_records(tok, val_records, template, max_len, weigh, train_on_prompt)
+    # Validation always scores the response only, even when training also learns the prompt: the question is
+    # always "how well does it write the tweet for this instruction?", so runs stay comparable.
+    val, val_enc = encode_records(tok, val_records, template, max_len, weigh, train_on_prompt=False)
     if not train:
         raise DataError(f"{path}: no training examples ({load_stats.kept} records kept, {len(train_records)} in "
                         f"the training split, {train_enc['dropped']} too long for max_len={max_len})")

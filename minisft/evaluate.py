@@ -7,7 +7,7 @@ Loss alone can't answer "are the tweets good": a model can lower its loss by mem
 tweet for every prompt, or by never stopping. So next to the loss we generate tweets and measure them:
 
   1. the held-out instructions are FIXED: the run's own validation split, rebuilt exactly as training built it
-     (run_config.json -> load_records -> split_records with the run's val_fraction and seed), first N in file order;
+     (run_config.json -> load_records -> split_records with the run's val_fraction and split_seed), first N in file order;
   2. K tweets per instruction, sampled with fixed seeds (temperature 0.8, top-p 0.95 unless told otherwise), each
      prompt wrapped in the checkpoint's own template: same settings, same prompts, comparable runs;
   3. each tweet is scored: length, ended with <|endoftext|>, novelty vs the training split, topic adherence
@@ -56,8 +56,8 @@ def run_data(run_dir: Path, cfg: TrainConfig, data: str | None = None):
         raise FileNotFoundError(f"{run_dir / 'run_config.json'}: data: {path} not found (was the run trained from "
                                 "another folder?): pass --data PATH")
     records, _ = D.load_records(path, on_bad=cfg.on_bad)
-    train, val = D.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.seed)
-    weighted_on = D.mix_records(train, cfg.mix, cfg.seed) if cfg.mix else train
+    train, val = D.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    weighted_on = D.mix_records(train, cfg.mix, cfg.split_seed) if cfg.mix else train
     return train, val, weighted_on
 
 
@@ -70,17 +70,18 @@ def is_synthetic(record: dict) -> bool:
 # ----------------------------------------------------------------------------------------------- the loss
 
 @torch.no_grad()
-def validation_loss(model, tok, fmt: str, records: list[dict], weigh, max_len: int, train_on_prompt: bool,
-                    batch_size: int, device: torch.device) -> dict:
+def validation_loss(model, tok, fmt: str, records: list[dict], weigh, max_len: int, batch_size: int,
+                    device: torch.device) -> dict:
     """The training loss on the validation records: weighted (what training minimises) and plain, + perplexity.
 
     Same encoding (template, shift, mask), same weights (fitted on the training split) and the same loss_sums as
-    training, so at the run's last step this equals the last val/loss in metrics.jsonl.
+    training, so at the run's last step this equals the last val/loss in metrics.jsonl. Like training's validation,
+    it scores the response only, also for runs trained with --train-on-prompt, so every run is judged alike.
     """
     stats, examples = D.EncodeStats(), []
     for r in records:
         prompt = format_prompt(fmt, r["instruction"])
-        ex = D.encode_example(tok, prompt, r["response"], max_len, train_on_prompt, stats)
+        ex = D.encode_example(tok, prompt, r["response"], max_len, stats=stats)
         if ex is not None:
             ex.weight = weigh(r)
             examples.append(ex)
@@ -200,7 +201,7 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
     weigh = fit_weights(weighted_on, cfg.weights, cfg.max_weight)
     max_len = cfg.max_len or min(256, model.config.n_positions)
 
-    metrics = validation_loss(model, tok, fmt, val, weigh, max_len, cfg.train_on_prompt, batch_size, dev)
+    metrics = validation_loss(model, tok, fmt, val, weigh, max_len, batch_size, dev)
     eval_records = val[:num_prompts]
     rows = generate_tweets(model, tok, fmt, eval_records, k, seed, max_new_tokens, temperature, top_k, top_p,
                            batch_size)

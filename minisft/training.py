@@ -25,10 +25,12 @@ import torch.distributed as dist
 from minisft import data as D
 from minisft.checkpoint import latest_checkpoint, load_train_state, rng_state, save_checkpoint, set_rng_state
 from minisft.config import TrainConfig, parse_args
+from minisft.datagen import expected_engagement
+from minisft.evaluate import evaluate_run
 from minisft.loss import IGNORE, loss_sums
 from minisft.precision import Precision, pick_device, pick_precision
 from minisft.pretrained import ModelNotAvailable, build_tiny, load_model, load_tokenizer, resolve
-from minisft.runs import checkpoint_folder
+from minisft.runs import checkpoint_folder, latest_run
 from minisft.sampling import generate
 from minisft.templates import render_prompt, response_text
 from minisft.tracking import Tracker
@@ -149,11 +151,11 @@ def setup_distributed():
 def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path | None]:
     """The run folder, the config to use, and the checkpoint to resume from (None for a new run)."""
     if cfg.resume:
-        run_dir = latest_run_dir(cfg.out) if cfg.resume == "latest" else Path(cfg.resume)
+        run_dir = latest_run(cfg.out) if cfg.resume == "latest" else Path(cfg.resume)
         saved = TrainConfig.load(run_dir / "run_config.json")
         # A resumed run keeps its own config; only these flags may change (e.g. train longer, another device).
         for name in given & {"max_steps", "epochs", "stop_after", "device", "wandb", "progress", "eval_every",
-                             "save_every", "keep_last"}:
+                             "save_every", "keep_last", "final_eval"}:
             setattr(saved, name, getattr(cfg, name))
         saved.resume = str(run_dir)
         ckpt = latest_checkpoint(run_dir)
@@ -165,12 +167,6 @@ def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path
     if (run_dir / "latest").exists():
         raise TrainingError(f"{run_dir} already holds a run: pick another --name, or --resume {run_dir}")
     return cfg, run_dir, None
-
-
-def latest_run_dir(out: str) -> Path:
-    from minisft.runs import latest_run
-
-    return latest_run(out)
 
 
 def load_or_build_model(cfg: TrainConfig, train_texts: list[str], resume_ckpt: Path | None):
@@ -196,7 +192,7 @@ def load_or_build_model(cfg: TrainConfig, train_texts: list[str], resume_ckpt: P
 def prepare_examples(cfg: TrainConfig, run_dir: Path, resume_ckpt: Path | None):
     """Model + tokenizer, then records -> split -> (mix) -> weighted, masked, tokenized examples (data.py)."""
     records, _ = D.load_records(cfg.data, on_bad=cfg.on_bad)  # first look: texts for tiny, instructions for samples
-    train_recs, val_recs = D.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    train_recs, val_recs = D.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
     # The tiny model's tokenizer learns its vocabulary from the training split, laid out as training sees it.
     prompts = [render_prompt(cfg.template, r["instruction"]) for r in train_recs]
     texts = [p + response_text(p, r["response"]) for p, r in zip(prompts, train_recs)]
@@ -205,7 +201,7 @@ def prepare_examples(cfg: TrainConfig, run_dir: Path, resume_ckpt: Path | None):
     rejects = run_dir / "rejected_rows.jsonl" if cfg.on_bad == "skip" else None
     train_ex, val_ex, stats = D.build_dataset(
         cfg.data, tok, template=cfg.template, max_len=max_len, weights_scheme=cfg.weights,
-        train_on_prompt=cfg.train_on_prompt, val_fraction=cfg.val_fraction, seed=cfg.seed, on_bad=cfg.on_bad,
+        train_on_prompt=cfg.train_on_prompt, val_fraction=cfg.val_fraction, seed=cfg.split_seed, on_bad=cfg.on_bad,
         rejects_path=rejects, mix=cfg.mix, max_weight=cfg.max_weight)
     return model, tok, model_name, train_ex, val_ex, val_recs, stats
 
@@ -238,8 +234,6 @@ def sample_tweets(model, tok, template: str, records: list[dict], seed: int, max
     """A few tweets for fixed validation instructions, to watch what the model learns (same seeds every time)."""
     if not records:
         return []
-    from minisft.datagen import expected_engagement
-
     prompts = [tok.encode(render_prompt(template, r["instruction"])) for r in records]
     was_training = model.training
     model.eval()
@@ -301,7 +295,7 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     model.to(device)
     model.train()
     if cfg.lr is None:
-        cfg.lr = 1e-3 if model_name == "tiny" else 5e-5
+        cfg.lr = 2e-3 if model_name == "tiny" else 5e-5  # from scratch vs nudging pre-trained weights
     cfg.model = model_name
 
     micro_per_step = cfg.grad_accum * world  # micro-batches of batch_size per optimizer step, all processes
@@ -365,12 +359,14 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
         bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True)
     stop_at = total_steps if cfg.stop_after is None else min(total_steps, step + cfg.stop_after)
     last_saved = step if resume_ckpt is not None else -1
+    order, order_epoch = None, -1
     try:
         with StopFlag() as stop:
             while step < stop_at and not stop.requested:
                 # The data position is a pure function of the step: epoch, then a slice of that epoch's batches.
                 epoch, k = divmod(step, steps_per_epoch)
-                order = D.batches(train_ex, cfg.batch_size, seed=cfg.seed, epoch=epoch)
+                if epoch != order_epoch:  # the epoch's shuffled, length-grouped batches, computed once per epoch
+                    order, order_epoch = D.batches(train_ex, cfg.batch_size, seed=cfg.seed, epoch=epoch), epoch
                 step_batches = order[k * micro_per_step:(k + 1) * micro_per_step]
                 mine = step_batches[rank * cfg.grad_accum:(rank + 1) * cfg.grad_accum]
                 micro = [D.collate([train_ex[i] for i in idx], tok.eos_id) for idx in mine]
@@ -405,6 +401,10 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
         if is_main and final:
             print(f"done: {step} steps | val loss {final['val/loss']:.3f} (unweighted "
                   f"{final['val/loss_unweighted']:.3f}, ppl {final['val/ppl']:.1f}) | run folder {run_dir}")
+        if is_main and cfg.final_eval:
+            # The tweet-quality harness (evaluate.py) on the checkpoint just saved: eval.json + eval_samples.jsonl.
+            evaluate_run(run_dir, num_prompts=cfg.final_eval, device=str(device), wandb_run=tracker.wandb)
+        if is_main:
             print(f"try it:  python sample.py --model {run_dir} --prompt \"Write a witty tweet about debugging\"")
     elif is_main:
         print(f"stopped at step {step}/{total_steps}; continue with:  python train.py --resume {run_dir}")

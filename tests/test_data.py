@@ -266,3 +266,12 @@ def test_build_dataset_end_to_end(tmp_path, tok):
     batch = collate([train[i] for i in batches(train, 4, seed=0, epoch=0)[0]], tok.eos_id)
     assert batch["weights"].tolist() == pytest.approx([train[i].weight for i in batches(train, 4, 0, 0)[0]])
     assert json.dumps(stats)  # goes into run_config.json / logs as is
+
+
+def test_train_on_prompt_trains_on_the_prompt_but_validation_scores_the_response_only(tmp_path, tok):
+    path = write_jsonl(tmp_path / "d.jsonl", [record(i) for i in range(60)])
+    masked_train, masked_val, _ = build_dataset(path, tok, val_fraction=0.2)
+    open_train, open_val, _ = build_dataset(path, tok, val_fraction=0.2, train_on_prompt=True)
+    n_targets = lambda examples: sum(t != IGNORE for e in examples for t in e.targets)  # noqa: E731
+    assert n_targets(open_train) > n_targets(masked_train)  # the switch reaches the training examples...
+    assert [e.targets for e in open_val] == [e.targets for e in masked_val]  # ...never the validation ones
