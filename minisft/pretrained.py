@@ -64,7 +64,7 @@ def resolve(name_or_path: str, revision: str | None = None, weights: bool = True
                               f"{WEIGHTS_FILE}, e.g. {path.parent}")
     if name_or_path == "tiny":
         raise ModelNotAvailable("`tiny` has no published weights: it is built from scratch by training "
-                                "(python -m minisft.train --model tiny ...); load its checkpoint folder instead.")
+                                "(python train.py --model tiny ...); load its checkpoint folder instead.")
     repo_id = OFFICIAL_REPOS.get(name_or_path)
     if repo_id is None and re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path):
         repo_id = name_or_path  # any other Hub repo id, e.g. openai-community/gpt2
