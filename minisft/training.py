@@ -116,6 +116,20 @@ def train_step(objective, micro_batches, optimizer, precision: Precision, lr: fl
     return metrics
 
 
+def step_order(examples, step_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The epoch's optimizer steps, each a list of step_size example indices (length-grouped, shuffled).
+
+    Batches are formed at the size of the whole STEP and only then cut into micro-batches, so the examples of a step
+    don't depend on how it is split: --batch-size 8 --grad-accum 2 trains on exactly the steps of --batch-size 16.
+    A last, smaller step is left out of the epoch (a different one each epoch, since the order is reshuffled).
+    """
+    return [b for b in D.batches(examples, step_size, seed=seed, epoch=epoch) if len(b) == step_size]
+
+
+def micro_batches(step: list[int], batch_size: int) -> list[list[int]]:
+    return [step[i:i + batch_size] for i in range(0, len(step), batch_size)]
+
+
 # --------------------------------------------------------------------------------------------- optimizer, schedule
 
 def make_optimizer(model, lr: float, weight_decay: float, device: torch.device):
@@ -299,8 +313,8 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     cfg.model = model_name
 
     micro_per_step = cfg.grad_accum * world  # micro-batches of batch_size per optimizer step, all processes
-    n_micro = len(D.batches(train_ex, cfg.batch_size, seed=cfg.seed, epoch=0))
-    steps_per_epoch = n_micro // micro_per_step
+    step_size = cfg.batch_size * micro_per_step  # examples per optimizer step
+    steps_per_epoch = len(step_order(train_ex, step_size, cfg.seed, 0))
     if steps_per_epoch == 0:
         raise TrainingError(f"{len(train_ex)} examples make fewer than one step of {micro_per_step} micro-batches "
                             f"of {cfg.batch_size}: lower --batch-size or --grad-accum")
@@ -331,7 +345,8 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
 
     tracker = Tracker(run_dir, asdict(cfg), cfg.wandb, cfg.wandb_project, resume_id=wandb_id, enabled=is_main)
     if is_main:
-        pad = D.pad_fraction(D.batches(train_ex, cfg.batch_size, seed=cfg.seed, epoch=0), train_ex)
+        epoch0 = [mb for st in step_order(train_ex, step_size, cfg.seed, 0) for mb in micro_batches(st, cfg.batch_size)]
+        pad = D.pad_fraction(epoch0, train_ex)
         print(f"model {model_name}: {model.num_params() / 1e6:.1f}M parameters on {device} ({precision.dtype}) | "
               f"{len(train_ex)} train / {len(val_ex)} val examples | weights {cfg.weights} | "
               f"{total_steps} steps of {cfg.batch_size * micro_per_step} examples | padding {pad:.1%}")
@@ -342,7 +357,7 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
         if is_main:
             state = {"optimizer": optimizer.state_dict(), "scaler": precision.state_dict(), "rng": rng_state(),
                      "step": at_step, "epoch": at_step // steps_per_epoch, "wandb_id": tracker.wandb_id,
-                     "data_position": (at_step % steps_per_epoch) * micro_per_step}
+                     "data_position": (at_step % steps_per_epoch) * step_size}
             save_checkpoint(run_dir, at_step, model, tok, cfg.template, state, keep_last=cfg.keep_last)
 
     def run_eval(at_step):
@@ -365,10 +380,10 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
             while step < stop_at and not stop.requested:
                 # The data position is a pure function of the step: epoch, then a slice of that epoch's batches.
                 epoch, k = divmod(step, steps_per_epoch)
-                if epoch != order_epoch:  # the epoch's shuffled, length-grouped batches, computed once per epoch
-                    order, order_epoch = D.batches(train_ex, cfg.batch_size, seed=cfg.seed, epoch=epoch), epoch
-                step_batches = order[k * micro_per_step:(k + 1) * micro_per_step]
-                mine = step_batches[rank * cfg.grad_accum:(rank + 1) * cfg.grad_accum]
+                if epoch != order_epoch:  # the epoch's shuffled, length-grouped steps, computed once per epoch
+                    order, order_epoch = step_order(train_ex, step_size, cfg.seed, epoch), epoch
+                # This step's examples, cut into micro-batches; each process takes its own grad_accum of them.
+                mine = micro_batches(order[k], cfg.batch_size)[rank * cfg.grad_accum:(rank + 1) * cfg.grad_accum]
                 micro = [D.collate([train_ex[i] for i in idx], tok.eos_id) for idx in mine]
                 t0 = time.perf_counter()
                 lr = lr_at(step, total_steps, cfg.lr, warmup, cfg.min_lr_ratio)

@@ -61,6 +61,16 @@ def test_resume_is_bit_identical(data_file, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_accumulation_trains_on_the_same_steps_as_a_large_batch(data_file, tmp_path):
+    """--batch-size 4 --grad-accum 2 sees exactly the examples of each --batch-size 8 step: same losses."""
+    assert main(base_args(data_file, tmp_path, "--name", "big", "--max-steps", "3", "--save-every", "0")) == 0
+    assert main(base_args(data_file, tmp_path, "--name", "acc", "--max-steps", "3", "--save-every", "0",
+                          "--batch-size", "4", "--grad-accum", "2")) == 0
+    big, acc = losses(tmp_path / "big"), losses(tmp_path / "acc")
+    assert [s for s, _ in acc] == [1, 2, 3]
+    assert [v for _, v in acc] == pytest.approx([v for _, v in big], rel=1e-5)
+
+
 def test_run_folder_is_complete_and_loadable_by_transformers(data_file, tmp_path):
     transformers = pytest.importorskip("transformers")
     assert main(base_args(data_file, tmp_path, "--name", "r", "--max-steps", "2", "--eval-every", "1",
