@@ -1,0 +1,397 @@
+"""How fast does minisft train, next to transformers? python bench/train_speed.py [--shapes tiny,124m] [--levers]
+
+Both sides train on the SAME examples (tweet-length rows: --data synthetic = lengths 40-110 tokens with a 10-30
+token prompt, or --data tweets = data/tweets.jsonl through a tokenizer trained on it), with the same batch size,
+the same AdamW (same parameter groups, lr, betas, eps, weight decay), the same gradient clipping, the same dropout
+and the same masking (loss on the response tokens only):
+  - transformers, the way a user writes it: GPT2LMHeadModel, random batches right-padded to their longest row
+    (with an attention mask), `labels` with -100 on prompt and padding, full logits, torch.optim.AdamW's default
+    implementation, torch.autocast for bf16;
+  - minisft, the way its loop runs: data.batches (length-grouped), SFTObjective (logits at target positions only),
+    training.train_step, training.make_optimizer, precision.pick_precision.
+
+"Real tokens" = the examples' own tokens (len(input_ids) of each example, padding not counted: the same number on
+both sides), so tokens/s measures the same work. transformers reads one extra token per row (it shifts the labels
+itself), part of what its API costs.
+Model FLOPs per real token at position t = 6 * N + 12 * n_layer * n_embd * (t + 1), where N = parameters without
+the position embedding (the tied wte counts once, as the output projection) and the second term is causal
+attention (QK^T and AV, forward + backward). Achieved FLOP/s = model FLOPs / time; the limit is a torch.mm peak
+(2048 x 2048) measured in the same run. MFU = achieved / peak.
+
+Each measurement runs in its own process (peak memory = that process's VmHWM, so the sides' peaks never mix),
+warm-up steps first, then --repeats timed windows over the same examples; the best window counts, the spread
+across windows is printed as the noise. transformers is needed here (as in the tests); minisft never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+from minisft import data as D  # noqa: E402
+from minisft.loss import IGNORE, full_logits_loss_sums, loss_sums  # noqa: E402
+from minisft.model import GPT, GPTConfig  # noqa: E402
+from minisft.packing import collate_packed, packed_batches  # noqa: E402
+from minisft.precision import pick_precision  # noqa: E402
+from minisft.training import SFTObjective, make_optimizer, train_step  # noqa: E402
+from sample_speed import SHAPES, _timed  # noqa: E402
+
+SHAPES = {**SHAPES, "test": (1, 2, 32, 128, 256)}  # "test": the smoke test's shape, seconds in all
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+HPARAMS = dict(lr=1e-4, weight_decay=0.1, grad_clip=1.0)  # betas (0.9, 0.95), eps 1e-8: make_optimizer's
+LEVERS = ("group", "targets_only", "fused_adamw", "pack", "compile")  # our side's switches (see Spec)
+
+
+# ------------------------------------------------------------------------------------------------------ the data
+
+def synthetic_examples(n: int, vocab: int, seed: int, lengths=(40, 110), prompt=(10, 30)) -> list[D.Example]:
+    """Tweet-shaped rows: total length uniform in `lengths`, the first 10-30 tokens a prompt (no loss there)."""
+    rng = random.Random(f"synthetic:{seed}")
+    out = []
+    for i in range(n):
+        ids = [rng.randrange(1, vocab) for _ in range(rng.randint(*lengths) + 1)]  # +1: the shift by one
+        n_prompt = rng.randint(*prompt)
+        targets = [IGNORE] * (n_prompt - 1) + ids[n_prompt:]
+        out.append(D.Example(ids[:-1], targets, 1.0, f"syn-{i}"))
+    return out
+
+
+def tweet_examples(n: int, seed: int, vocab: int = 4096) -> list[D.Example]:
+    """The first n records of data/tweets.jsonl, encoded as training encodes them (template plain, prompt masked)."""
+    from minisft.templates import render_prompt, response_text
+    from minisft.tokenizer import train_tokenizer
+
+    records, _ = D.load_records(ROOT / "data" / "tweets.jsonl")
+    records = random.Random(f"tweets:{seed}").sample(records, n)
+    prompts = [render_prompt("plain", r["instruction"]) for r in records]
+    tok = train_tokenizer([p + response_text(p, r["response"]) for p, r in zip(prompts, records)], vocab)
+    examples, _ = D.encode_records(tok, records, "plain", max_len=256)
+    return examples
+
+
+def make_examples(kind: str, n: int, vocab: int, seed: int) -> list[D.Example]:
+    return synthetic_examples(n, vocab, seed) if kind == "synthetic" else tweet_examples(n, seed)
+
+
+def real_tokens(examples, idx) -> int:
+    return sum(len(examples[i].input_ids) for i in idx)
+
+
+def model_flops(config: GPTConfig, lengths: list[int]) -> float:
+    """Training FLOPs (forward + backward) of examples of these lengths, by the formula in this file's docstring."""
+    C, L, N = config.n_embd, config.n_layer, n_params_without_wpe(config)
+    return sum(6 * N * T + 12 * L * C * T * (T + 1) / 2 for T in lengths)  # sum over t of (t + 1) = T(T+1)/2
+
+
+def n_params_without_wpe(config: GPTConfig) -> int:
+    """Counted, not built (a 124M model would cost the measuring process 0.5 GB): equals GPT(config).num_params()
+    minus the position embedding."""
+    C = config.n_embd
+    per_layer = 12 * C * C + 13 * C  # c_attn 3C^2+3C, c_proj C^2+C, c_fc 4C^2+4C, mlp c_proj 4C^2+C, 2 LN 4C
+    return config.vocab_size * C + config.n_layer * per_layer + 2 * C  # wte (= lm_head) + blocks + ln_f
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of torch.mm of two n x n matrices in `dtype`, best of `repeats`: the speed limit of the matmuls."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    return 2 * n**3 / min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats)) / 1e9
+
+
+def shape_config(shape: str, dropout: float) -> GPTConfig:
+    n_layer, n_head, n_embd, n_positions, vocab = SHAPES[shape]
+    return GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, n_positions=n_positions, vocab_size=vocab,
+                     dropout=dropout, bos_token_id=0, eos_token_id=0)
+
+
+# -------------------------------------------------------------------------------------- the transformers side
+
+def hf_batch(examples, idx, pad_id: int = 0) -> dict:
+    """Right-padded to the longest row, attention mask, labels -100 on prompt and padding (transformers shifts
+    labels itself, so each row is the example's full text: input_ids + the last target, the end-of-text)."""
+    rows = [examples[i].input_ids + [examples[i].targets[-1]] for i in idx]
+    labels = [[IGNORE] + examples[i].targets for i in idx]  # labels[t + 1] = targets[t]; labels[0] is never used
+    T = max(map(len, rows))
+    input_ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    lab = torch.full((len(rows), T), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.long)
+    for b, (r, l) in enumerate(zip(rows, labels)):
+        input_ids[b, :len(r)], lab[b, :len(l)], mask[b, :len(r)] = torch.tensor(r), torch.tensor(l), 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": lab}
+
+
+def hf_model(config: GPTConfig):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    p = config.dropout
+    return GPT2LMHeadModel(GPT2Config(n_layer=config.n_layer, n_head=config.n_head, n_embd=config.n_embd,
+                                      n_positions=config.n_positions, vocab_size=config.vocab_size, resid_pdrop=p,
+                                      embd_pdrop=p, attn_pdrop=p, bos_token_id=0, eos_token_id=0))
+
+
+def adamw_groups(model, weight_decay: float) -> list[dict]:
+    params = list(dict.fromkeys(model.parameters()))
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def hf_side(config: GPTConfig, dtype: str, lr: float, fused: bool = False):
+    """(step function, batch plan) for transformers. The step: forward with labels, backward, clip, AdamW."""
+    model = hf_model(config).train()
+    opt = torch.optim.AdamW(adamw_groups(model, HPARAMS["weight_decay"]), lr=lr, betas=(0.9, 0.95),
+                            eps=1e-8, fused=fused or None)
+
+    def step(examples, idx):
+        batch = hf_batch(examples, idx)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), HPARAMS["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def plan(examples, batch_size, seed):  # random batches: no length grouping
+        return D.batches(examples, batch_size, seed=seed, epoch=0, group_by_length=False)
+
+    return step, plan
+
+
+# ---------------------------------------------------------------------------------------------- the minisft side
+
+class FullLogitsObjective(SFTObjective):
+    """Lever off: logits at every position, as transformers does (the textbook form kept in loss.py)."""
+
+    def forward(self, input_ids, targets, weights):
+        s = full_logits_loss_sums(self.model(input_ids), targets, weights)
+        return s.weighted, s.weight, s.nll, s.tokens
+
+
+class PackedObjective(SFTObjective):
+    """SFTObjective for packed rows: position ids and the block-diagonal mask come from `self.extra` (bench only;
+    train_step passes input_ids, targets, weights). Weights are 1 here, so one weight per row is exact."""
+
+    extra: dict = {}
+
+    def forward(self, input_ids, targets, weights):
+        hidden = self.model.hidden_states(input_ids, position_ids=self.extra["position_ids"],
+                                          attn_mask=self.extra["attn_mask"])
+        s = loss_sums(hidden, self.model.lm_head.weight, targets, weights)
+        return s.weighted, s.weight, s.nll, s.tokens
+
+
+def ours_side(config: GPTConfig, dtype: str, lr: float, levers: dict):
+    """(step function, batch plan) for minisft, with each lever on or off (levers: name -> bool)."""
+    torch.manual_seed(0)
+    model = GPT(config).train()
+    cls = PackedObjective if levers["pack"] else SFTObjective if levers["targets_only"] else FullLogitsObjective
+    objective = cls(model)
+    run = torch.compile(objective, dynamic=not levers["pack"]) if levers["compile"] else objective
+    opt = make_optimizer(model, lr, HPARAMS["weight_decay"], torch.device("cpu"))
+    if levers["fused_adamw"] is not None and opt.defaults.get("fused") != levers["fused_adamw"]:
+        # the same groups and settings, the other implementation (make_optimizer picks fused on CUDA only)
+        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
+        opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=levers["fused_adamw"])
+    precision = pick_precision(torch.device("cpu"), dtype)
+
+    def step(examples, idx):
+        if levers["pack"]:
+            mb = collate_packed(examples, idx, pad_id=0)
+            objective.extra = mb
+            mb = {**mb, "weights": torch.ones(len(idx))}
+        else:
+            mb = D.collate([examples[i] for i in idx], pad_id=0)
+        return train_step(run, [mb], opt, precision, lr, HPARAMS["grad_clip"])["train/loss"]
+
+    def plan(examples, batch_size, seed):
+        if levers["pack"]:
+            # about batch_size examples' worth of tokens per step, in rows of the context length (or 256)
+            row = min(256, config.n_positions)
+            mean = sum(len(e.input_ids) for e in examples) / len(examples)
+            return packed_batches(examples, row, max(1, round(batch_size * mean / row)), seed=seed, epoch=0)
+        return D.batches(examples, batch_size, seed=seed, epoch=0, group_by_length=levers["group"])
+
+    return step, plan
+
+
+# ------------------------------------------------------------------------------------- one measurement (worker)
+
+def rss_mib(field: str = "VmHWM") -> float:
+    """This process's peak (VmHWM) or current (VmRSS) resident memory in MiB; VmHWM starts afresh at exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(spec: dict) -> dict:
+    """Train one side for spec["warmup"] + spec["repeats"] * spec["steps"] steps; time the last ones."""
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    if spec["side"] == "hf":
+        import transformers  # noqa: F401  (imported before the baseline: part of what this side costs)
+    baseline = rss_mib("VmRSS")
+    config = shape_config(spec["shape"], spec["dropout"])
+    n = spec["batch"] * (spec["warmup"] + spec["steps"])
+    examples = make_examples(spec["data"], n, config.vocab_size, spec["seed"])
+    warm, timed = examples[:spec["batch"] * spec["warmup"]], examples[spec["batch"] * spec["warmup"]:]
+    torch.manual_seed(spec["seed"])
+    if spec["side"] == "hf":
+        step, plan = hf_side(config, spec["dtype"], spec.get("lr", HPARAMS["lr"]), fused=spec.get("hf_fused", False))
+    else:
+        step, plan = ours_side(config, spec["dtype"], spec.get("lr", HPARAMS["lr"]), spec["levers"])
+    losses = [step(warm, idx) for idx in plan(warm, spec["batch"], spec["seed"])] if warm else []
+    windows = []
+    for r in range(spec["repeats"]):
+        order = plan(timed, spec["batch"], spec["seed"] + r)
+        start = time.perf_counter()
+        losses += [step(timed, idx) for idx in order]
+        windows.append(time.perf_counter() - start)
+    tokens = real_tokens(timed, range(len(timed)))
+    rates = [tokens / w for w in windows]
+    return {**spec, "tokens_per_window": tokens, "tokens_per_s": max(rates), "median_tokens_per_s":
+            statistics.median(rates), "spread": (max(rates) - min(rates)) / statistics.median(rates),
+            "flops_per_window": model_flops(config, [len(e.input_ids) for e in timed]), "peak_mib": rss_mib("VmHWM"), "baseline_mib": baseline,
+            "losses": losses, "threads": torch.get_num_threads()}
+
+
+def run_isolated(spec: dict) -> dict:
+    """measure(spec) in a fresh Python process: its own peak memory, nothing cached from another run."""
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {spec['side']} {spec['shape']} {spec['dtype']} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------- the report
+
+def default_levers(**changes) -> dict:
+    # fused_adamw None = whatever training.make_optimizer picks on this device
+    return {"group": True, "targets_only": True, "fused_adamw": None, "pack": False, "compile": False, **changes}
+
+
+def loss_gap(a: list[float], b: list[float]) -> float:
+    """Largest relative difference between two loss curves of the same steps."""
+    return max(abs(x - y) / abs(y) for x, y in zip(a, b))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", default="tiny,124m", help="comma list of: " + ", ".join(SHAPES))
+    p.add_argument("--dtypes", default="fp32,bf16", help="comma list of: " + ", ".join(DTYPES))
+    p.add_argument("--data", default="synthetic", choices=("synthetic", "tweets"), help="rows to train on")
+    p.add_argument("--batch", type=int, default=8, help="examples per step (both sides)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per window (default: 6 at 124m, 40 else)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocations, kernel choice)")
+    p.add_argument("--repeats", type=int, default=2, help="timed windows per measurement; the best counts")
+    p.add_argument("--dropout", type=float, default=None, help="both sides (default: 0.1 at 124m as GPT-2, 0 tiny)")
+    p.add_argument("--fused-adamw", choices=("auto", "on", "off"), default="auto",
+                   help="our optimizer: auto = what training.make_optimizer picks; on/off force it")
+    p.add_argument("--hf-fused-adamw", action="store_true",
+                   help="give transformers fused AdamW too (one flag away for its users): how much of the gap is it?")
+    p.add_argument("--levers", default="", help="comma list of levers to toggle one at a time on our side, "
+                   "measured at the first shape and dtype: " + ", ".join(LEVERS) + ", threads1")
+    p.add_argument("--check-steps", type=int, default=30, help="steps of the bf16-vs-fp32 loss check (tiny shape; "
+                   "0 = skip)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n matmul that measures the peak")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker))))
+        return 0
+
+    import transformers
+
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the matmul peak below is measured with the workers' thread count
+    fused = {"auto": None, "on": True, "off": False}[args.fused_adamw]
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"avx512_bf16 {torch.cpu._is_avx512_bf16_supported()}, amx {torch.cpu._is_amx_tile_supported()}")
+    peaks = {name: matmul_peak(dt, args.matmul_size) for name, dt in DTYPES.items()}
+    print(f"matmul peak ({args.matmul_size}^3 torch.mm): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+
+    def spec(side, shape, dtype, **levers):
+        steps = args.steps or (6 if shape == "124m" else 40)
+        dropout = args.dropout if args.dropout is not None else (0.1 if shape == "124m" else 0.0)
+        return dict(side=side, shape=shape, dtype=dtype, data=args.data, batch=args.batch, steps=steps,
+                    warmup=args.warmup, repeats=args.repeats, dropout=dropout, seed=args.seed, threads=args.threads,
+                    hf_fused=args.hf_fused_adamw, levers=default_levers(**{"fused_adamw": fused, **levers}))
+
+    print(f"\nreal tokens/s (best of {args.repeats} windows; noise = spread of the windows), model FLOP/s / matmul "
+          f"peak of the dtype, peak RSS")
+    print(f"{'shape':5} {'dtype':5} | {'HF tok/s':>8} {'MFU':>5} {'noise':>5} {'peak MiB':>8} | {'ours tok/s':>10} "
+          f"{'MFU':>5} {'noise':>5} {'peak MiB':>8} | {'speed':>6} {'memory':>6}")
+    results = {}
+    for shape in args.shapes.split(","):
+        for dtype in args.dtypes.split(","):
+            hf, ours = run_isolated(spec("hf", shape, dtype)), run_isolated(spec("ours", shape, dtype))
+            results[shape, dtype] = hf, ours
+            cells = []
+            for r in (hf, ours):
+                flops = r["flops_per_window"] * r["tokens_per_s"] / r["tokens_per_window"]
+                cells.append(f"{r['tokens_per_s']:8.0f} {flops / 1e9 / peaks[dtype]:5.1%} {r['spread']:5.1%} "
+                             f"{r['peak_mib']:8.0f}")
+            print(f"{shape:5} {dtype:5} | {cells[0]} | {cells[1].replace(' ', ' ' * 3, 1)} | "
+                  f"{ours['tokens_per_s'] / hf['tokens_per_s']:5.2f}x {ours['peak_mib'] / hf['peak_mib']:5.2f}x",
+                  flush=True)
+
+    for shape in args.shapes.split(","):
+        if (shape, "fp32") in results and (shape, "bf16") in results:
+            hf32, ours32 = results[shape, "fp32"]
+            _, ours16 = results[shape, "bf16"]
+            print(f"\n{shape}: ours bf16 vs HF fp32: {ours16['tokens_per_s'] / hf32['tokens_per_s']:.2f}x tokens/s, "
+                  f"{ours16['peak_mib'] / hf32['peak_mib']:.2f}x memory; ours bf16 vs fp32, same steps: loss within "
+                  f"{loss_gap(ours16['losses'], ours32['losses']):.2%}")
+
+    if args.check_steps:
+        check = dict(shape="tiny", steps=args.check_steps, warmup=0, repeats=1, lr=1e-3)  # minisft's tiny lr
+        # real tweets (random tokens have nothing to learn: their loss stays at ln(vocab) in any precision)
+        a, b = (measure({**spec("ours", "tiny", d), **check, "data": "tweets", "dropout": 0.0}) for d in DTYPES)
+        a["losses"], b["losses"] = a["losses"][:args.check_steps], b["losses"][:args.check_steps]
+        print(f"\nbf16 vs fp32 over {args.check_steps} steps (tiny, lr 1e-3): loss {a['losses'][0]:.3f} -> "
+              f"{a['losses'][-1]:.3f} in fp32, {b['losses'][-1]:.3f} in bf16; largest step gap "
+              f"{loss_gap(b['losses'], a['losses']):.2%}")
+
+    if args.levers:
+        shape, dtype = args.shapes.split(",")[0], args.dtypes.split(",")[0]
+        print(f"\nlevers, one at a time, ours at {shape} {dtype} (tok/s, peak MiB):")
+        base = results.get((shape, dtype), (None, run_isolated(spec("ours", shape, dtype))))[1]
+        print(f"  {'as the loop runs':28} {base['tokens_per_s']:8.0f} {base['peak_mib']:8.0f}")
+        for lever in args.levers.split(","):
+            if lever == "threads1":
+                r, name = run_isolated({**spec("ours", shape, dtype), "threads": 1}), "1 thread"
+            else:
+                now = base["levers"][lever]
+                flipped = not now if now is not None else not fused_default()
+                r = run_isolated(spec("ours", shape, dtype, **{lever: flipped}))
+                name = f"{lever} {'on' if flipped else 'off'}"
+            print(f"  {name:28} {r['tokens_per_s']:8.0f} {r['peak_mib']:8.0f}  "
+                  f"({r['tokens_per_s'] / base['tokens_per_s']:.2f}x, noise {r['spread']:.0%})", flush=True)
+    return 0
+
+
+def fused_default() -> bool:
+    return bool(make_optimizer(torch.nn.Linear(1, 1), 1e-3, 0.0, torch.device("cpu")).defaults.get("fused"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

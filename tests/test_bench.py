@@ -1,0 +1,104 @@
+"""Smoke tests of the bench scripts: their core functions at a tiny size, so the benchmarks can't rot.
+
+The speed figures themselves are not asserted (they depend on the machine); what is asserted is that both sides
+of the training bench do the same work (same tokens, same masked loss), and that every script runs end to end.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import gpu_train  # noqa: E402
+import sample_speed  # noqa: E402
+import train_speed as ts  # noqa: E402
+
+from minisft.loss import IGNORE, loss_sums  # noqa: E402
+from minisft.model import GPT  # noqa: E402
+from minisft.pretrained import load_model  # noqa: E402
+
+
+def test_synthetic_examples_are_tweet_shaped_with_masked_prompts():
+    examples = ts.synthetic_examples(50, vocab=100, seed=0)
+    assert all(40 <= len(e.input_ids) <= 110 and len(e.targets) == len(e.input_ids) for e in examples)
+    for e in examples:
+        n_masked = sum(t == IGNORE for t in e.targets)
+        assert 9 <= n_masked <= 29 and all(t != IGNORE for t in e.targets[n_masked:])  # prompt first, then targets
+    assert ts.synthetic_examples(50, vocab=100, seed=0) == examples
+
+
+def test_transformers_side_computes_the_same_loss_as_ours_on_the_same_batch(tmp_path):
+    config = ts.shape_config("test", dropout=0.0)
+    torch.manual_seed(0)
+    hf = ts.hf_model(config).eval()
+    hf.save_pretrained(tmp_path)
+    ours = load_model(str(tmp_path)).eval()
+    examples = ts.synthetic_examples(6, vocab=config.vocab_size, seed=1)
+    idx = [0, 3, 5]
+    batch = ts.hf_batch(examples, idx)
+    assert int(batch["attention_mask"].sum()) == ts.real_tokens(examples, idx) + len(idx)  # + the shifted-off eos
+    with torch.no_grad():
+        theirs = hf(**batch).loss
+        mb = ts.D.collate([examples[i] for i in idx], pad_id=0)
+        s = loss_sums(ours.hidden_states(mb["input_ids"]), ours.lm_head.weight, mb["targets"], mb["weights"])
+    assert s.tokens == int((batch["labels"] != IGNORE).sum())
+    torch.testing.assert_close(s.weighted / s.weight, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_model_flops_counts_the_parameters_of_the_model():
+    config = ts.shape_config("test", dropout=0.0)
+    model = GPT(config)
+    assert ts.n_params_without_wpe(config) == model.num_params() - model.transformer.wpe.weight.numel()
+    N, L, C = ts.n_params_without_wpe(config), config.n_layer, config.n_embd
+    assert ts.model_flops(config, [3]) == 6 * N * 3 + 12 * L * C * (1 + 2 + 3)
+
+
+@pytest.mark.parametrize("side", ["hf", "ours"])
+def test_measure_runs_each_side_and_reports_tokens_memory_and_losses(side):
+    spec = dict(side=side, shape="test", dtype="fp32", data="synthetic", batch=4, steps=2, warmup=1, repeats=1,
+                dropout=0.0, seed=0, threads=None, levers=ts.default_levers())
+    r = ts.measure(spec)
+    assert r["tokens_per_window"] == ts.real_tokens(ts.synthetic_examples(12, 256, 0)[4:], range(8))
+    assert r["tokens_per_s"] > 0 and r["peak_mib"] >= r["baseline_mib"] > 0
+    assert len(r["losses"]) == 3 and all(5 < x < 6 for x in r["losses"])  # ln(256) = 5.55 at initialisation
+
+
+@pytest.mark.parametrize("lever", ["group", "targets_only", "pack"])
+def test_each_lever_can_be_switched(lever):
+    levers = ts.default_levers()
+    levers[lever] = not levers[lever]
+    spec = dict(side="ours", shape="test", dtype="bf16", data="synthetic", batch=4, steps=2, warmup=0, repeats=1,
+                dropout=0.0, seed=0, threads=None, levers=levers)
+    r = ts.measure(spec)
+    assert r["tokens_per_s"] > 0 and all(5 < x < 6 for x in r["losses"])
+
+
+def test_matmul_peak_and_bandwidth_helpers_measure_something():
+    assert ts.matmul_peak(torch.float32, n=64, repeats=1) > 0
+    assert sample_speed.bandwidth_gbs(mib=8, repeats=1) > 0
+
+
+def test_train_speed_command_line_end_to_end(capsys):
+    assert ts.main(["--shapes", "test", "--dtypes", "fp32", "--steps", "1", "--warmup", "0", "--repeats", "1",
+                    "--check-steps", "0", "--matmul-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "test  fp32" in out and "x" in out.splitlines()[-1]
+
+
+def test_sample_speed_core_runs(tmp_path, monkeypatch):
+    monkeypatch.setitem(sample_speed.SHAPES, "test", ts.SHAPES["test"])
+    hf, ours = sample_speed.build("test", tmp_path)
+    mine, theirs = sample_speed.run_pair(hf, ours, batch=2, prompt_len=4, new=3, repeats=1)
+    assert mine > 0 and theirs > 0
+
+
+def test_gpu_train_runs_on_cpu_packed_and_unpacked(tmp_path, capsys):
+    for pack in ("--pack", "--no-pack"):
+        assert gpu_train.main(["--device", "cpu", "--dtype", "fp32", "--shapes", "test", "--steps", "2",
+                               "--warmup", "1", "--batch", "2", pack, "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("tok/s") == 2 and "MFU" in out
