@@ -57,7 +57,7 @@ def reference_loss(examples, seed=0):
         logits = model(ids[None])[0]
         keep = tgt != IGNORE
         ce = torch.nn.functional.cross_entropy(logits[keep], tgt[keep], reduction="sum")
-        num, den = num + w * float(ce), den + w * int(keep.sum())
+        num, den = num + w * float(ce.detach()), den + w * int(keep.sum())
     return num / den
 
 
