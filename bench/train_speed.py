@@ -54,7 +54,7 @@ from sample_speed import SHAPES, _timed  # noqa: E402
 SHAPES = {**SHAPES, "test": (1, 2, 32, 128, 256)}  # "test": the smoke test's shape, seconds in all
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HPARAMS = dict(lr=1e-4, weight_decay=0.1, grad_clip=1.0)  # betas (0.9, 0.95), eps 1e-8: make_optimizer's
-LEVERS = ("group", "targets_only", "fused_adamw", "pack", "compile")  # our side's switches (see Spec)
+LEVERS = ("group", "targets_only", "fused_adamw", "keep_memory", "pack", "compile")  # our side's switches
 
 
 # ------------------------------------------------------------------------------------------------------ the data
@@ -231,6 +231,25 @@ def ours_side(config: GPTConfig, dtype: str, lr: float, levers: dict):
 
 # ------------------------------------------------------------------------------------- one measurement (worker)
 
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel. Linux only.
+
+    A training step allocates and frees the same large tensors every time (activations, logits, gradients).
+    By default glibc serves blocks over a threshold with mmap and returns them with munmap, and trims the top of
+    its heap, so every step faults the same memory in again, 4 KiB at a time, each page zeroed by the kernel
+    (measured here: 0.45 s per GiB touched fresh, against 0.05 s per GiB reused). M_MMAP_MAX = 0 serves every
+    block from the heap and M_TRIM_THRESHOLD = 2 GiB stops the trimming. The cost: the process keeps its peak.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc: nothing to do
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
 def rss_mib(field: str = "VmHWM") -> float:
     """This process's peak (VmHWM) or current (VmRSS) resident memory in MiB; VmHWM starts afresh at exec."""
     with open("/proc/self/status") as f:
@@ -244,6 +263,8 @@ def measure(spec: dict) -> dict:
     """Train one side for spec["warmup"] + spec["repeats"] * spec["steps"] steps; time the last ones."""
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    if spec["levers"]["keep_memory"] if spec["side"] == "ours" else spec.get("hf_keep_memory"):
+        keep_freed_memory()
     if spec["side"] == "hf":
         import transformers  # noqa: F401  (imported before the baseline: part of what this side costs)
     baseline = rss_mib("VmRSS")
@@ -271,19 +292,28 @@ def measure(spec: dict) -> dict:
             "losses": losses, "threads": torch.get_num_threads()}
 
 
-def run_isolated(spec: dict) -> dict:
-    """measure(spec) in a fresh Python process: its own peak memory, nothing cached from another run."""
+def run_isolated(spec: dict, quiet_load: float | None = None) -> dict:
+    """measure(spec) in a fresh Python process: its own peak memory, nothing cached from another run.
+
+    quiet_load: first wait (up to 15 minutes) for the 1-minute load average to fall below it, so that other work
+    on the machine doesn't slow one side more than the other. The load before and after is in the result.
+    """
+    waited = time.time()
+    while quiet_load is not None and os.getloadavg()[0] >= quiet_load and time.time() - waited < 900:
+        time.sleep(10)
+    load_before = os.getloadavg()[0]
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"worker {spec['side']} {spec['shape']} {spec['dtype']} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": (load_before, os.getloadavg()[0])}
 
 
 # ------------------------------------------------------------------------------------------------- the report
 
 def default_levers(**changes) -> dict:
     # fused_adamw None = whatever training.make_optimizer picks on this device
-    return {"group": True, "targets_only": True, "fused_adamw": None, "pack": False, "compile": False, **changes}
+    return {"group": True, "targets_only": True, "fused_adamw": None, "keep_memory": False, "pack": False,
+            "compile": False, **changes}
 
 
 def loss_gap(a: list[float], b: list[float]) -> float:
@@ -301,16 +331,18 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocations, kernel choice)")
     p.add_argument("--repeats", type=int, default=2, help="timed windows per measurement; the best counts")
     p.add_argument("--dropout", type=float, default=None, help="both sides (default: 0.1 at 124m as GPT-2, 0 tiny)")
-    p.add_argument("--fused-adamw", choices=("auto", "on", "off"), default="auto",
-                   help="our optimizer: auto = what training.make_optimizer picks; on/off force it")
-    p.add_argument("--hf-fused-adamw", action="store_true",
-                   help="give transformers fused AdamW too (one flag away for its users): how much of the gap is it?")
+    p.add_argument("--ours", default="", help="our side's levers, e.g. fused_adamw=on,keep_memory=on (default: as "
+                   "minisft's loop runs: " + ", ".join(f"{k}={_onoff(v)}" for k, v in default_levers().items()) + ")")
+    p.add_argument("--hf", default="", help="give transformers a lever too (fused_adamw=on, keep_memory=on): how "
+                   "much of the gap is it?")
     p.add_argument("--levers", default="", help="comma list of levers to toggle one at a time on our side, "
                    "measured at the first shape and dtype: " + ", ".join(LEVERS) + ", threads1")
     p.add_argument("--check-steps", type=int, default=30, help="steps of the bf16-vs-fp32 loss check (tiny shape; "
                    "0 = skip)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n matmul that measures the peak")
+    p.add_argument("--quiet-load", type=float, default=None, help="wait before each measurement until the 1-minute "
+                   "load average is below this (a shared machine); the load is printed with each row either way")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -322,19 +354,23 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)  # the matmul peak below is measured with the workers' thread count
-    fused = {"auto": None, "on": True, "off": False}[args.fused_adamw]
+    ours, hf_extra = parse_levers(args.ours), parse_levers(args.hf)
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, "
           f"avx512_bf16 {torch.cpu._is_avx512_bf16_supported()}, amx {torch.cpu._is_amx_tile_supported()}")
     peaks = {name: matmul_peak(dt, args.matmul_size) for name, dt in DTYPES.items()}
     print(f"matmul peak ({args.matmul_size}^3 torch.mm): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
 
+    print("ours: " + ", ".join(f"{k} {_onoff(v)}" for k, v in default_levers(**ours).items())
+          + " | transformers: plain loop" + "".join(f", {k} {_onoff(v)}" for k, v in hf_extra.items()))
+
     def spec(side, shape, dtype, **levers):
         steps = args.steps or (6 if shape == "124m" else 40)
         dropout = args.dropout if args.dropout is not None else (0.1 if shape == "124m" else 0.0)
         return dict(side=side, shape=shape, dtype=dtype, data=args.data, batch=args.batch, steps=steps,
                     warmup=args.warmup, repeats=args.repeats, dropout=dropout, seed=args.seed, threads=args.threads,
-                    hf_fused=args.hf_fused_adamw, levers=default_levers(**{"fused_adamw": fused, **levers}))
+                    hf_fused=hf_extra.get("fused_adamw", False), hf_keep_memory=hf_extra.get("keep_memory", False),
+                    levers=default_levers(**{**ours, **levers}))
 
     print(f"\nreal tokens/s (best of {args.repeats} windows; noise = spread of the windows), model FLOP/s / matmul "
           f"peak of the dtype, peak RSS")
@@ -343,7 +379,7 @@ def main(argv=None) -> int:
     results = {}
     for shape in args.shapes.split(","):
         for dtype in args.dtypes.split(","):
-            hf, ours = run_isolated(spec("hf", shape, dtype)), run_isolated(spec("ours", shape, dtype))
+            hf, ours = run_isolated(quiet_load=args.quiet_load, spec=spec("hf", shape, dtype)), run_isolated(quiet_load=args.quiet_load, spec=spec("ours", shape, dtype))
             results[shape, dtype] = hf, ours
             cells = []
             for r in (hf, ours):
@@ -374,15 +410,15 @@ def main(argv=None) -> int:
     if args.levers:
         shape, dtype = args.shapes.split(",")[0], args.dtypes.split(",")[0]
         print(f"\nlevers, one at a time, ours at {shape} {dtype} (tok/s, peak MiB):")
-        base = results.get((shape, dtype), (None, run_isolated(spec("ours", shape, dtype))))[1]
-        print(f"  {'as the loop runs':28} {base['tokens_per_s']:8.0f} {base['peak_mib']:8.0f}")
+        base = results[shape, dtype][1] if (shape, dtype) in results else run_isolated(quiet_load=args.quiet_load, spec=spec("ours", shape, dtype))
+        print(f"  {'ours as above':28} {base['tokens_per_s']:8.0f} {base['peak_mib']:8.0f}")
         for lever in args.levers.split(","):
             if lever == "threads1":
-                r, name = run_isolated({**spec("ours", shape, dtype), "threads": 1}), "1 thread"
+                r, name = run_isolated({**spec("ours", shape, dtype), "threads": 1}, args.quiet_load), "1 thread"
             else:
                 now = base["levers"][lever]
                 flipped = not now if now is not None else not fused_default()
-                r = run_isolated(spec("ours", shape, dtype, **{lever: flipped}))
+                r = run_isolated(quiet_load=args.quiet_load, spec=spec("ours", shape, dtype, **{lever: flipped}))
                 name = f"{lever} {'on' if flipped else 'off'}"
             print(f"  {name:28} {r['tokens_per_s']:8.0f} {r['peak_mib']:8.0f}  "
                   f"({r['tokens_per_s'] / base['tokens_per_s']:.2f}x, noise {r['spread']:.0%})", flush=True)
@@ -391,6 +427,21 @@ def main(argv=None) -> int:
 
 def fused_default() -> bool:
     return bool(make_optimizer(torch.nn.Linear(1, 1), 1e-3, 0.0, torch.device("cpu")).defaults.get("fused"))
+
+
+def parse_levers(text: str) -> dict:
+    """"fused_adamw=on,pack=off" -> {"fused_adamw": True, "pack": False}."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in LEVERS or value not in ("on", "off"):
+            raise SystemExit(f"bad lever {item!r}: use NAME=on|off with NAME one of {', '.join(LEVERS)}")
+        out[name] = value == "on"
+    return out
+
+
+def _onoff(v) -> str:
+    return "auto" if v is None else "on" if v else "off"
 
 
 if __name__ == "__main__":
