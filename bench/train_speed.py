@@ -1,26 +1,29 @@
-"""How fast does minisft train, next to transformers? python bench/train_speed.py [--shapes tiny,124m] [--levers]
+"""How fast does minisft train, next to transformers? python bench/train_speed.py [--shapes tiny,124m]
 
-Both sides train on the SAME examples (tweet-length rows: --data synthetic = lengths 40-110 tokens with a 10-30
-token prompt, or --data tweets = data/tweets.jsonl through a tokenizer trained on it), with the same batch size,
-the same AdamW (same parameter groups, lr, betas, eps, weight decay), the same gradient clipping, the same dropout
-and the same masking (loss on the response tokens only):
+Both sides train on the SAME examples (tweet-length rows: --data synthetic = 40-110 tokens with a 10-30 token
+prompt, or --data tweets = data/tweets.jsonl through a tokenizer trained on it), with the same batch size, the same
+AdamW (same parameter groups, lr, betas, eps, weight decay), the same gradient clipping, the same dropout and the
+same masking (loss on the response tokens only):
   - transformers, the way a user writes it: GPT2LMHeadModel, random batches right-padded to their longest row
-    (with an attention mask), `labels` with -100 on prompt and padding, full logits, torch.optim.AdamW's default
-    implementation, torch.autocast for bf16;
-  - minisft, the way its loop runs: data.batches (length-grouped), SFTObjective (logits at target positions only),
-    training.train_step, training.make_optimizer, precision.pick_precision.
+    (with an attention mask), `labels` with -100 on prompt and padding, full logits, torch.optim.AdamW with its
+    default implementation, torch.autocast for bf16;
+  - minisft, the way its loop runs: training.step_order (length-grouped batches), SFTObjective (logits at target
+    positions only, made in chunks with their gradient: loss.ChunkedHeadLoss), training.train_step,
+    training.make_optimizer (fused AdamW), precision.pick_precision. Each of these "levers" can be switched
+    (--ours, --levers) to see what it is worth.
 
-"Real tokens" = the examples' own tokens (len(input_ids) of each example, padding not counted: the same number on
-both sides), so tokens/s measures the same work. transformers reads one extra token per row (it shifts the labels
-itself), part of what its API costs.
-Model FLOPs per real token at position t = 6 * N + 12 * n_layer * n_embd * (t + 1), where N = parameters without
-the position embedding (the tied wte counts once, as the output projection) and the second term is causal
-attention (QK^T and AV, forward + backward). Achieved FLOP/s = model FLOPs / time; the limit is a torch.mm peak
-(2048 x 2048) measured in the same run. MFU = achieved / peak.
+"Real tokens" = the examples' own tokens (len(input_ids) of each example; padding not counted), the same number on
+both sides, so tokens/s compares the same work. (transformers reads one more token per row, the end of text that
+its internal label shift drops: part of what its API costs.)
+Model FLOPs per real token at position t = 6 * N + 12 * n_layer * n_embd * (t + 1), where N = the parameters
+without the position embedding (the tied wte counts once, as the output projection) and the second term is causal
+attention (QK^T and AV, forward and backward). MFU = model FLOPs per second / the torch.mm peak of the same dtype,
+measured in the same run: the limit a training step could reach if it were all matmul.
 
-Each measurement runs in its own process (peak memory = that process's VmHWM, so the sides' peaks never mix),
-warm-up steps first, then --repeats timed windows over the same examples; the best window counts, the spread
-across windows is printed as the noise. transformers is needed here (as in the tests); minisft never imports it.
+Each measurement runs in its own process, so peak memory (that process's VmHWM: resident memory high-water) never
+mixes between the sides. Warm-up steps first, then --repeats timed windows over the same examples: the best window
+counts, and the spread between windows is printed as the noise, with the machine's load average before and after.
+transformers is needed here (as in the tests); minisft itself never imports it.
 """
 
 from __future__ import annotations
@@ -44,17 +47,23 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from minisft import data as D  # noqa: E402
+from minisft import precision as P  # noqa: E402
+from minisft import training  # noqa: E402
 from minisft.loss import IGNORE, full_logits_loss_sums, loss_sums  # noqa: E402
 from minisft.model import GPT, GPTConfig  # noqa: E402
 from minisft.packing import collate_packed, packed_batches  # noqa: E402
-from minisft.precision import pick_precision  # noqa: E402
-from minisft.training import SFTObjective, make_optimizer, train_step  # noqa: E402
 from sample_speed import SHAPES, _timed  # noqa: E402
 
 SHAPES = {**SHAPES, "test": (1, 2, 32, 128, 256)}  # "test": the smoke test's shape, seconds in all
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-HPARAMS = dict(lr=1e-4, weight_decay=0.1, grad_clip=1.0)  # betas (0.9, 0.95), eps 1e-8: make_optimizer's
-LEVERS = ("group", "targets_only", "fused_adamw", "keep_memory", "pack", "compile")  # our side's switches
+HPARAMS = dict(lr=1e-4, weight_decay=0.1, grad_clip=1.0)  # + betas (0.9, 0.95), eps 1e-8: make_optimizer's
+# Our side's switches, each as the loop runs it by default (pack and compile: off, measured as levers).
+LEVERS = ("group", "targets_only", "chunked_head", "fused_adamw", "pack", "compile")
+
+
+def default_levers(**changes) -> dict:
+    return {"group": True, "targets_only": True, "chunked_head": True, "fused_adamw": True, "pack": False,
+            "compile": False, **changes}
 
 
 # ------------------------------------------------------------------------------------------------------ the data
@@ -72,7 +81,7 @@ def synthetic_examples(n: int, vocab: int, seed: int, lengths=(40, 110), prompt=
 
 
 def tweet_examples(n: int, seed: int, vocab: int = 4096) -> list[D.Example]:
-    """The first n records of data/tweets.jsonl, encoded as training encodes them (template plain, prompt masked)."""
+    """n records of data/tweets.jsonl, encoded as training encodes them (template plain, prompt masked)."""
     from minisft.templates import render_prompt, response_text
     from minisft.tokenizer import train_tokenizer
 
@@ -80,8 +89,7 @@ def tweet_examples(n: int, seed: int, vocab: int = 4096) -> list[D.Example]:
     records = random.Random(f"tweets:{seed}").sample(records, n)
     prompts = [render_prompt("plain", r["instruction"]) for r in records]
     tok = train_tokenizer([p + response_text(p, r["response"]) for p, r in zip(prompts, records)], vocab)
-    examples, _ = D.encode_records(tok, records, "plain", max_len=256)
-    return examples
+    return D.encode_records(tok, records, "plain", max_len=256)[0]
 
 
 def make_examples(kind: str, n: int, vocab: int, seed: int) -> list[D.Example]:
@@ -92,18 +100,18 @@ def real_tokens(examples, idx) -> int:
     return sum(len(examples[i].input_ids) for i in idx)
 
 
+def n_params_without_wpe(config: GPTConfig) -> int:
+    """Counted, not built (a 124M model would cost the measuring process 0.5 GB): GPT(config).num_params() minus
+    the position embedding."""
+    C = config.n_embd
+    per_layer = 12 * C * C + 13 * C  # c_attn 3C^2+3C, c_proj C^2+C, c_fc 4C^2+4C, mlp c_proj 4C^2+C, 2 LN 4C
+    return config.vocab_size * C + config.n_layer * per_layer + 2 * C  # wte (= lm_head) + blocks + ln_f
+
+
 def model_flops(config: GPTConfig, lengths: list[int]) -> float:
     """Training FLOPs (forward + backward) of examples of these lengths, by the formula in this file's docstring."""
     C, L, N = config.n_embd, config.n_layer, n_params_without_wpe(config)
     return sum(6 * N * T + 12 * L * C * T * (T + 1) / 2 for T in lengths)  # sum over t of (t + 1) = T(T+1)/2
-
-
-def n_params_without_wpe(config: GPTConfig) -> int:
-    """Counted, not built (a 124M model would cost the measuring process 0.5 GB): equals GPT(config).num_params()
-    minus the position embedding."""
-    C = config.n_embd
-    per_layer = 12 * C * C + 13 * C  # c_attn 3C^2+3C, c_proj C^2+C, c_fc 4C^2+4C, mlp c_proj 4C^2+C, 2 LN 4C
-    return config.vocab_size * C + config.n_layer * per_layer + 2 * C  # wte (= lm_head) + blocks + ln_f
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -122,8 +130,8 @@ def shape_config(shape: str, dropout: float) -> GPTConfig:
 # -------------------------------------------------------------------------------------- the transformers side
 
 def hf_batch(examples, idx, pad_id: int = 0) -> dict:
-    """Right-padded to the longest row, attention mask, labels -100 on prompt and padding (transformers shifts
-    labels itself, so each row is the example's full text: input_ids + the last target, the end-of-text)."""
+    """Right-padded to the longest row, attention mask, labels -100 on prompt and padding. transformers shifts the
+    labels itself, so a row is the example's whole text: its input_ids + its last target (the end of text)."""
     rows = [examples[i].input_ids + [examples[i].targets[-1]] for i in idx]
     labels = [[IGNORE] + examples[i].targets for i in idx]  # labels[t + 1] = targets[t]; labels[0] is never used
     T = max(map(len, rows))
@@ -145,21 +153,21 @@ def hf_model(config: GPTConfig):
 
 
 def adamw_groups(model, weight_decay: float) -> list[dict]:
+    """make_optimizer's groups: weight decay on matrices only."""
     params = list(dict.fromkeys(model.parameters()))
     return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
 def hf_side(config: GPTConfig, dtype: str, lr: float, fused: bool = False):
-    """(step function, batch plan) for transformers. The step: forward with labels, backward, clip, AdamW."""
+    """(step function, batch plan) for transformers: forward with labels, backward, clip, AdamW step."""
     model = hf_model(config).train()
-    opt = torch.optim.AdamW(adamw_groups(model, HPARAMS["weight_decay"]), lr=lr, betas=(0.9, 0.95),
-                            eps=1e-8, fused=fused or None)
+    opt = torch.optim.AdamW(adamw_groups(model, HPARAMS["weight_decay"]), lr=lr, betas=(0.9, 0.95), eps=1e-8,
+                            fused=fused or None)
 
     def step(examples, idx):
-        batch = hf_batch(examples, idx)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            loss = model(**batch).loss
+            loss = model(**hf_batch(examples, idx)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), HPARAMS["grad_clip"])
         opt.step()
@@ -174,7 +182,7 @@ def hf_side(config: GPTConfig, dtype: str, lr: float, fused: bool = False):
 
 # ---------------------------------------------------------------------------------------------- the minisft side
 
-class FullLogitsObjective(SFTObjective):
+class FullLogitsObjective(training.SFTObjective):
     """Lever off: logits at every position, as transformers does (the textbook form kept in loss.py)."""
 
     def forward(self, input_ids, targets, weights):
@@ -182,9 +190,17 @@ class FullLogitsObjective(SFTObjective):
         return s.weighted, s.weight, s.nll, s.tokens
 
 
-class PackedObjective(SFTObjective):
-    """SFTObjective for packed rows: position ids and the block-diagonal mask come from `self.extra` (bench only;
-    train_step passes input_ids, targets, weights). Weights are 1 here, so one weight per row is exact."""
+class PlainHeadObjective(training.SFTObjective):
+    """Lever off: logits at target positions only, but all N at once through autograd (loss_sums chunk=None)."""
+
+    def forward(self, input_ids, targets, weights):
+        s = loss_sums(self.model.hidden_states(input_ids), self.model.lm_head.weight, targets, weights, chunk=None)
+        return s.weighted, s.weight, s.nll, s.tokens
+
+
+class PackedObjective(training.SFTObjective):
+    """SFTObjective for packed rows (bench only: train_step passes input_ids, targets, weights; the position ids
+    and the block-diagonal mask come through `self.extra`). Weights are 1 here, so one weight per row is exact."""
 
     extra: dict = {}
 
@@ -196,18 +212,20 @@ class PackedObjective(SFTObjective):
 
 
 def ours_side(config: GPTConfig, dtype: str, lr: float, levers: dict):
-    """(step function, batch plan) for minisft, with each lever on or off (levers: name -> bool)."""
-    torch.manual_seed(0)
+    """(step function, batch plan) for minisft, each lever as `levers` says."""
     model = GPT(config).train()
-    cls = PackedObjective if levers["pack"] else SFTObjective if levers["targets_only"] else FullLogitsObjective
-    objective = cls(model)
-    run = torch.compile(objective, dynamic=not levers["pack"]) if levers["compile"] else objective
-    opt = make_optimizer(model, lr, HPARAMS["weight_decay"], torch.device("cpu"))
-    if levers["fused_adamw"] is not None and opt.defaults.get("fused") != levers["fused_adamw"]:
-        # the same groups and settings, the other implementation (make_optimizer picks fused on CUDA only)
-        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
-        opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=levers["fused_adamw"])
-    precision = pick_precision(torch.device("cpu"), dtype)
+    if levers["pack"]:
+        objective = PackedObjective(model)
+    elif not levers["targets_only"]:
+        objective = FullLogitsObjective(model)
+    else:
+        objective = (training.SFTObjective if levers["chunked_head"] else PlainHeadObjective)(model)
+    run = torch.compile(objective, dynamic=True) if levers["compile"] else objective
+    opt = training.make_optimizer(model, lr, HPARAMS["weight_decay"], torch.device("cpu"))
+    if bool(opt.defaults.get("fused")) != levers["fused_adamw"]:
+        opt = torch.optim.AdamW(adamw_groups(model, HPARAMS["weight_decay"]), lr=lr, betas=(0.9, 0.95), eps=1e-8,
+                                fused=levers["fused_adamw"] or None)  # the same groups and settings, other kernel
+    precision = P.pick_precision(torch.device("cpu"), dtype)  # dtype as the table's row says
 
     def step(examples, idx):
         if levers["pack"]:
@@ -216,39 +234,21 @@ def ours_side(config: GPTConfig, dtype: str, lr: float, levers: dict):
             mb = {**mb, "weights": torch.ones(len(idx))}
         else:
             mb = D.collate([examples[i] for i in idx], pad_id=0)
-        return train_step(run, [mb], opt, precision, lr, HPARAMS["grad_clip"])["train/loss"]
+        return training.train_step(run, [mb], opt, precision, lr, HPARAMS["grad_clip"])["train/loss"]
 
     def plan(examples, batch_size, seed):
-        if levers["pack"]:
-            # about batch_size examples' worth of tokens per step, in rows of the context length (or 256)
+        if levers["pack"]:  # about batch_size examples' worth of tokens per step, in rows of 256 tokens
             row = min(256, config.n_positions)
             mean = sum(len(e.input_ids) for e in examples) / len(examples)
             return packed_batches(examples, row, max(1, round(batch_size * mean / row)), seed=seed, epoch=0)
+        if levers["group"] and hasattr(training, "step_order"):
+            return training.step_order(examples, batch_size, seed, 0)  # the loop's own batches
         return D.batches(examples, batch_size, seed=seed, epoch=0, group_by_length=levers["group"])
 
     return step, plan
 
 
 # ------------------------------------------------------------------------------------- one measurement (worker)
-
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the kernel. Linux only.
-
-    A training step allocates and frees the same large tensors every time (activations, logits, gradients).
-    By default glibc serves blocks over a threshold with mmap and returns them with munmap, and trims the top of
-    its heap, so every step faults the same memory in again, 4 KiB at a time, each page zeroed by the kernel
-    (measured here: 0.45 s per GiB touched fresh, against 0.05 s per GiB reused). M_MMAP_MAX = 0 serves every
-    block from the heap and M_TRIM_THRESHOLD = 2 GiB stops the trimming. The cost: the process keeps its peak.
-    """
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False  # not glibc: nothing to do
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
 
 def rss_mib(field: str = "VmHWM") -> float:
     """This process's peak (VmHWM) or current (VmRSS) resident memory in MiB; VmHWM starts afresh at exec."""
@@ -263,20 +263,19 @@ def measure(spec: dict) -> dict:
     """Train one side for spec["warmup"] + spec["repeats"] * spec["steps"] steps; time the last ones."""
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    if spec["levers"]["keep_memory"] if spec["side"] == "ours" else spec.get("hf_keep_memory"):
-        keep_freed_memory()
     if spec["side"] == "hf":
-        import transformers  # noqa: F401  (imported before the baseline: part of what this side costs)
+        import transformers  # noqa: F401  (before the baseline: part of what this side costs)
     baseline = rss_mib("VmRSS")
     config = shape_config(spec["shape"], spec["dropout"])
-    n = spec["batch"] * (spec["warmup"] + spec["steps"])
-    examples = make_examples(spec["data"], n, config.vocab_size, spec["seed"])
+    examples = make_examples(spec["data"], spec["batch"] * (spec["warmup"] + spec["steps"]), config.vocab_size,
+                             spec["seed"])
     warm, timed = examples[:spec["batch"] * spec["warmup"]], examples[spec["batch"] * spec["warmup"]:]
     torch.manual_seed(spec["seed"])
+    lr = spec.get("lr", HPARAMS["lr"])
     if spec["side"] == "hf":
-        step, plan = hf_side(config, spec["dtype"], spec.get("lr", HPARAMS["lr"]), fused=spec.get("hf_fused", False))
+        step, plan = hf_side(config, spec["dtype"], lr, fused=spec.get("hf_fused", False))
     else:
-        step, plan = ours_side(config, spec["dtype"], spec.get("lr", HPARAMS["lr"]), spec["levers"])
+        step, plan = ours_side(config, spec["dtype"], lr, spec["levers"])
     losses = [step(warm, idx) for idx in plan(warm, spec["batch"], spec["seed"])] if warm else []
     windows = []
     for r in range(spec["repeats"]):
@@ -286,42 +285,62 @@ def measure(spec: dict) -> dict:
         windows.append(time.perf_counter() - start)
     tokens = real_tokens(timed, range(len(timed)))
     rates = [tokens / w for w in windows]
-    return {**spec, "tokens_per_window": tokens, "tokens_per_s": max(rates), "median_tokens_per_s":
-            statistics.median(rates), "spread": (max(rates) - min(rates)) / statistics.median(rates),
-            "flops_per_window": model_flops(config, [len(e.input_ids) for e in timed]), "peak_mib": rss_mib("VmHWM"), "baseline_mib": baseline,
-            "losses": losses, "threads": torch.get_num_threads()}
+    return {**spec, "tokens_per_window": tokens, "tokens_per_s": max(rates),
+            "median_tokens_per_s": statistics.median(rates),
+            "spread": (max(rates) - min(rates)) / statistics.median(rates),
+            "flops_per_window": model_flops(config, [len(e.input_ids) for e in timed]),
+            "peak_mib": rss_mib("VmHWM"), "baseline_mib": baseline, "losses": losses,
+            "threads": torch.get_num_threads()}
 
 
 def run_isolated(spec: dict, quiet_load: float | None = None) -> dict:
     """measure(spec) in a fresh Python process: its own peak memory, nothing cached from another run.
 
-    quiet_load: first wait (up to 15 minutes) for the 1-minute load average to fall below it, so that other work
-    on the machine doesn't slow one side more than the other. The load before and after is in the result.
+    quiet_load: first wait (up to 15 minutes) until the 1-minute load average is below it, so that other work on
+    the machine slows neither side. The load before and after is returned either way.
     """
     waited = time.time()
     while quiet_load is not None and os.getloadavg()[0] >= quiet_load and time.time() - waited < 900:
         time.sleep(10)
-    load_before = os.getloadavg()[0]
+    before = os.getloadavg()[0]
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"worker {spec['side']} {spec['shape']} {spec['dtype']} failed:\n{out.stderr[-3000:]}")
-    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": (load_before, os.getloadavg()[0])}
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": (before, os.getloadavg()[0])}
 
 
 # ------------------------------------------------------------------------------------------------- the report
 
-def default_levers(**changes) -> dict:
-    # fused_adamw None = whatever training.make_optimizer picks on this device
-    return {"group": True, "targets_only": True, "fused_adamw": None, "keep_memory": False, "pack": False,
-            "compile": False, **changes}
-
-
 def loss_gap(a: list[float], b: list[float]) -> float:
-    """Largest relative difference between two loss curves of the same steps."""
+    """Largest relative difference between two loss curves over the same steps."""
     return max(abs(x - y) / abs(y) for x, y in zip(a, b))
 
 
-def main(argv=None) -> int:
+def parse_levers(text: str) -> dict:
+    """"fused_adamw=on,pack=off" -> {"fused_adamw": True, "pack": False}."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        if name not in LEVERS or value not in ("on", "off"):
+            raise SystemExit(f"bad lever {item!r}: use NAME=on|off, NAME one of {', '.join(LEVERS)}")
+        out[name] = value == "on"
+    return out
+
+
+def _onoff(v) -> str:
+    return "auto" if v is None else "on" if v else "off"
+
+
+def _cell(r: dict, peak: float) -> str:
+    mfu = r["flops_per_window"] / r["tokens_per_window"] * r["tokens_per_s"] / 1e9 / peak
+    return f"{r['tokens_per_s']:8.0f} {mfu:6.1%} {r['spread']:5.1%} {r['peak_mib']:6.0f}"
+
+
+def _load(*rs) -> str:
+    return " ".join(f"{r['load'][0]:.1f}>{r['load'][1]:.1f}" for r in rs)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="tiny,124m", help="comma list of: " + ", ".join(SHAPES))
     p.add_argument("--dtypes", default="fp32,bf16", help="comma list of: " + ", ".join(DTYPES))
@@ -331,117 +350,102 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocations, kernel choice)")
     p.add_argument("--repeats", type=int, default=2, help="timed windows per measurement; the best counts")
     p.add_argument("--dropout", type=float, default=None, help="both sides (default: 0.1 at 124m as GPT-2, 0 tiny)")
-    p.add_argument("--ours", default="", help="our side's levers, e.g. fused_adamw=on,keep_memory=on (default: as "
-                   "minisft's loop runs: " + ", ".join(f"{k}={_onoff(v)}" for k, v in default_levers().items()) + ")")
-    p.add_argument("--hf", default="", help="give transformers a lever too (fused_adamw=on, keep_memory=on): how "
-                   "much of the gap is it?")
-    p.add_argument("--levers", default="", help="comma list of levers to toggle one at a time on our side, "
-                   "measured at the first shape and dtype: " + ", ".join(LEVERS) + ", threads1")
-    p.add_argument("--check-steps", type=int, default=30, help="steps of the bf16-vs-fp32 loss check (tiny shape; "
-                   "0 = skip)")
+    p.add_argument("--ours", default="", help="set our levers, e.g. fused_adamw=off,pack=on (default: as "
+                   "minisft's loop runs: " + ", ".join(f"{k} {_onoff(v)}" for k, v in default_levers().items()) + ")")
+    p.add_argument("--hf", default="", help="give transformers a lever too (fused_adamw=on): how much of the gap "
+                   "is it?")
+    p.add_argument("--levers", default="", help="comma list of our levers to flip one at a time, measured at "
+                   "--lever-at: " + ", ".join(LEVERS) + ", threads1")
+    p.add_argument("--lever-at", default="124m:bf16", help="SHAPE:DTYPE where --levers are measured")
+    p.add_argument("--check-steps", type=int, default=20, help="steps of the bf16-vs-fp32 loss check (124m shape, "
+                   "real tweets, lr 3e-4; 0 = skip)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n matmul that measures the peak")
-    p.add_argument("--quiet-load", type=float, default=None, help="wait before each measurement until the 1-minute "
-                   "load average is below this (a shared machine); the load is printed with each row either way")
+    p.add_argument("--quiet-load", type=float, default=None, help="before each measurement, wait until the "
+                   "1-minute load average is below this (a shared machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.worker:
         print(json.dumps(measure(json.loads(args.worker))))
         return 0
-
     import transformers
 
     if args.threads:
-        torch.set_num_threads(args.threads)  # the matmul peak below is measured with the workers' thread count
+        torch.set_num_threads(args.threads)  # the matmul peak is measured with the workers' thread count
     ours, hf_extra = parse_levers(args.ours), parse_levers(args.hf)
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"avx512_bf16 {torch.cpu._is_avx512_bf16_supported()}, amx {torch.cpu._is_amx_tile_supported()}")
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, avx512_bf16 "
+          f"{torch.cpu._is_avx512_bf16_supported()}, amx {torch.cpu._is_amx_tile_supported()}")
     peaks = {name: matmul_peak(dt, args.matmul_size) for name, dt in DTYPES.items()}
-    print(f"matmul peak ({args.matmul_size}^3 torch.mm): " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
-
+    print(f"matmul peak ({args.matmul_size}^3 torch.mm): "
+          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
     print("ours: " + ", ".join(f"{k} {_onoff(v)}" for k, v in default_levers(**ours).items())
           + " | transformers: plain loop" + "".join(f", {k} {_onoff(v)}" for k, v in hf_extra.items()))
 
-    def spec(side, shape, dtype, **levers):
+    def run(side, shape, dtype, threads=None, **levers):
         steps = args.steps or (6 if shape == "124m" else 40)
         dropout = args.dropout if args.dropout is not None else (0.1 if shape == "124m" else 0.0)
-        return dict(side=side, shape=shape, dtype=dtype, data=args.data, batch=args.batch, steps=steps,
-                    warmup=args.warmup, repeats=args.repeats, dropout=dropout, seed=args.seed, threads=args.threads,
-                    hf_fused=hf_extra.get("fused_adamw", False), hf_keep_memory=hf_extra.get("keep_memory", False),
+        spec = dict(side=side, shape=shape, dtype=dtype, data=args.data, batch=args.batch, steps=steps,
+                    warmup=args.warmup, repeats=args.repeats, dropout=dropout, seed=args.seed,
+                    threads=threads or args.threads, hf_fused=hf_extra.get("fused_adamw", False),
                     levers=default_levers(**{**ours, **levers}))
+        return run_isolated(spec, args.quiet_load)
 
-    print(f"\nreal tokens/s (best of {args.repeats} windows; noise = spread of the windows), model FLOP/s / matmul "
-          f"peak of the dtype, peak RSS")
-    print(f"{'shape':5} {'dtype':5} | {'HF tok/s':>8} {'MFU':>5} {'noise':>5} {'peak MiB':>8} | {'ours tok/s':>10} "
-          f"{'MFU':>5} {'noise':>5} {'peak MiB':>8} | {'speed':>6} {'memory':>6}")
+    print(f"\nreal tokens/s (best of {args.repeats} windows), MFU (model FLOP/s / matmul peak of the dtype), noise "
+          f"(spread of the windows), peak RSS MiB; load average before>after each side")
+    print(f"{'shape':5} {'dtype':5} | {'HF tok/s':>8} {'MFU':>6} {'noise':>5} {'peak':>6} | {'ours':>8} {'MFU':>6} "
+          f"{'noise':>5} {'peak':>6} | {'speed':>6} {'memory':>6} | load")
     results = {}
     for shape in args.shapes.split(","):
         for dtype in args.dtypes.split(","):
-            hf, ours = run_isolated(quiet_load=args.quiet_load, spec=spec("hf", shape, dtype)), run_isolated(quiet_load=args.quiet_load, spec=spec("ours", shape, dtype))
-            results[shape, dtype] = hf, ours
-            cells = []
-            for r in (hf, ours):
-                flops = r["flops_per_window"] * r["tokens_per_s"] / r["tokens_per_window"]
-                cells.append(f"{r['tokens_per_s']:8.0f} {flops / 1e9 / peaks[dtype]:5.1%} {r['spread']:5.1%} "
-                             f"{r['peak_mib']:8.0f}")
-            print(f"{shape:5} {dtype:5} | {cells[0]} | {cells[1].replace(' ', ' ' * 3, 1)} | "
-                  f"{ours['tokens_per_s'] / hf['tokens_per_s']:5.2f}x {ours['peak_mib'] / hf['peak_mib']:5.2f}x",
-                  flush=True)
+            hf, us = run("hf", shape, dtype), run("ours", shape, dtype)
+            results[shape, dtype] = hf, us
+            print(f"{shape:5} {dtype:5} | {_cell(hf, peaks[dtype])} | {_cell(us, peaks[dtype])} | "
+                  f"{us['tokens_per_s'] / hf['tokens_per_s']:5.2f}x {us['peak_mib'] / hf['peak_mib']:5.2f}x | "
+                  f"{_load(hf, us)}", flush=True)
 
     for shape in args.shapes.split(","):
-        if (shape, "fp32") in results and (shape, "bf16") in results:
-            hf32, ours32 = results[shape, "fp32"]
-            _, ours16 = results[shape, "bf16"]
-            print(f"\n{shape}: ours bf16 vs HF fp32: {ours16['tokens_per_s'] / hf32['tokens_per_s']:.2f}x tokens/s, "
-                  f"{ours16['peak_mib'] / hf32['peak_mib']:.2f}x memory; ours bf16 vs fp32, same steps: loss within "
-                  f"{loss_gap(ours16['losses'], ours32['losses']):.2%}")
+        if (shape, "fp32") not in results:
+            continue
+        hf32, us32 = results[shape, "fp32"]
+        default = P.default_dtype(torch.device("cpu"), n_params_without_wpe(shape_config(shape, 0.0)))
+        line = (f"\n{shape}, against transformers in fp32: ours in fp32 "
+                f"{us32['tokens_per_s'] / hf32['tokens_per_s']:.2f}x tokens/s, {us32['peak_mib'] / hf32['peak_mib']:.2f}x "
+                f"peak memory")
+        if (shape, default) in results and default != "fp32":
+            us = results[shape, default][1]
+            line += (f"; ours at its default precision ({default}) {us['tokens_per_s'] / hf32['tokens_per_s']:.2f}x "
+                     f"tokens/s, {us['peak_mib'] / hf32['peak_mib']:.2f}x peak memory")
+        print(line)
 
-    if args.check_steps:
-        check = dict(shape="tiny", steps=args.check_steps, warmup=0, repeats=1, lr=1e-3)  # minisft's tiny lr
-        # real tweets (random tokens have nothing to learn: their loss stays at ln(vocab) in any precision)
-        a, b = (measure({**spec("ours", "tiny", d), **check, "data": "tweets", "dropout": 0.0}) for d in DTYPES)
-        a["losses"], b["losses"] = a["losses"][:args.check_steps], b["losses"][:args.check_steps]
-        print(f"\nbf16 vs fp32 over {args.check_steps} steps (tiny, lr 1e-3): loss {a['losses'][0]:.3f} -> "
-              f"{a['losses'][-1]:.3f} in fp32, {b['losses'][-1]:.3f} in bf16; largest step gap "
-              f"{loss_gap(b['losses'], a['losses']):.2%}")
+    if args.check_steps:  # real tweets: random tokens have nothing to learn, their loss stays at ln(vocab)
+        spec = dict(side="ours", shape="124m", data="tweets", batch=args.batch, steps=args.check_steps, warmup=0,
+                    repeats=1, dropout=0.0, seed=args.seed, threads=args.threads, lr=3e-4, levers=default_levers())
+        a, b = (run_isolated({**spec, "dtype": d}) for d in DTYPES)
+        gap = loss_gap(b["losses"], a["losses"])
+        print(f"\nbf16 vs fp32 loss check, {args.check_steps} steps on tweets (124m shape, lr 3e-4): loss "
+              f"{a['losses'][0]:.3f} -> {a['losses'][-1]:.3f} in fp32, -> {b['losses'][-1]:.3f} in bf16; the "
+              f"largest gap at any step {gap:.2%} ({'within' if gap <= 0.01 else 'OVER'} the 1% tolerance)")
 
     if args.levers:
-        shape, dtype = args.shapes.split(",")[0], args.dtypes.split(",")[0]
-        print(f"\nlevers, one at a time, ours at {shape} {dtype} (tok/s, peak MiB):")
-        base = results[shape, dtype][1] if (shape, dtype) in results else run_isolated(quiet_load=args.quiet_load, spec=spec("ours", shape, dtype))
-        print(f"  {'ours as above':28} {base['tokens_per_s']:8.0f} {base['peak_mib']:8.0f}")
+        shape, dtype = args.lever_at.split(":")
+        base = results[shape, dtype][1] if (shape, dtype) in results else run("ours", shape, dtype)
+        print(f"\nlevers flipped one at a time, ours at {shape} {dtype}: tok/s, peak MiB (x = vs ours as above)")
+        print(f"  {'ours as above':24} {base['tokens_per_s']:8.0f} {base['peak_mib']:6.0f}")
         for lever in args.levers.split(","):
             if lever == "threads1":
-                r, name = run_isolated({**spec("ours", shape, dtype), "threads": 1}, args.quiet_load), "1 thread"
+                r, name = run("ours", shape, dtype, threads=1), "1 thread"
             else:
-                now = base["levers"][lever]
-                flipped = not now if now is not None else not fused_default()
-                r = run_isolated(quiet_load=args.quiet_load, spec=spec("ours", shape, dtype, **{lever: flipped}))
-                name = f"{lever} {'on' if flipped else 'off'}"
-            print(f"  {name:28} {r['tokens_per_s']:8.0f} {r['peak_mib']:8.0f}  "
-                  f"({r['tokens_per_s'] / base['tokens_per_s']:.2f}x, noise {r['spread']:.0%})", flush=True)
+                flipped = not base["levers"][lever]
+                r, name = run("ours", shape, dtype, **{lever: flipped}), f"{lever} {_onoff(flipped)}"
+            print(f"  {name:24} {r['tokens_per_s']:8.0f} {r['peak_mib']:6.0f}  "
+                  f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x  noise {r['spread']:.0%}  load {_load(r)}", flush=True)
     return 0
-
-
-def fused_default() -> bool:
-    return bool(make_optimizer(torch.nn.Linear(1, 1), 1e-3, 0.0, torch.device("cpu")).defaults.get("fused"))
-
-
-def parse_levers(text: str) -> dict:
-    """"fused_adamw=on,pack=off" -> {"fused_adamw": True, "pack": False}."""
-    out = {}
-    for item in filter(None, text.split(",")):
-        name, _, value = item.partition("=")
-        if name not in LEVERS or value not in ("on", "off"):
-            raise SystemExit(f"bad lever {item!r}: use NAME=on|off with NAME one of {', '.join(LEVERS)}")
-        out[name] = value == "on"
-    return out
-
-
-def _onoff(v) -> str:
-    return "auto" if v is None else "on" if v else "off"
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def validation_loss(model, tok, fmt: str, records: list[dict], weigh, max_len: i
             examples.append(ex)
     if not examples:
         return {}
-    precision = pick_precision(device, "auto")
+    precision = pick_precision(device, "auto", model.num_params())
     weighted = weight = nll = 0.0
     tokens = 0
     examples.sort(key=lambda e: len(e.input_ids))  # similar lengths together: little padding, same sums

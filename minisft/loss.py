@@ -37,30 +37,120 @@ class LossSums:
 
 
 def target_logits(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targets: torch.Tensor):
-    """Logits only where there is something to learn.
+    """Logits only where there is something to learn: the plain form of the head (loss_sums chunks it).
 
     hidden [B, T, C], targets [B, T] -> (logits [N, V] in float32, their targets [N], the flat positions [N]),
     where N is the number of target tokens. Prompt and padding positions never reach the 50257-wide output
     projection: for a tweet with a prompt as long as its response that halves the largest matmul of the model.
     """
-    keep = (targets != IGNORE).flatten().nonzero().squeeze(1)  # [N] positions into the flattened B*T
-    h = hidden.flatten(0, 1).index_select(0, keep)  # [N, C]
+    h, tgt, keep = gather_targets(hidden, targets)
     # float32 logits: under bf16 autocast the log-softmax over 50k classes loses too much precision otherwise.
-    logits = F.linear(h, lm_head_weight).float()  # [N, V]
-    return logits, targets.flatten().index_select(0, keep), keep
+    return F.linear(h, lm_head_weight).float(), tgt, keep
 
 
-def loss_sums(hidden, lm_head_weight, targets, weights) -> LossSums:
+def gather_targets(hidden: torch.Tensor, targets: torch.Tensor):
+    """hidden [B, T, C], targets [B, T] -> (hidden at target positions [N, C], their targets [N], positions [N])."""
+    keep = (targets != IGNORE).flatten().nonzero().squeeze(1)  # [N] positions into the flattened B*T
+    return hidden.flatten(0, 1).index_select(0, keep), targets.flatten().index_select(0, keep), keep
+
+
+CHUNK = 512  # target tokens per slice of the head: [512, 50257] float32 logits = 103 MB, whatever the batch
+
+
+def loss_sums(hidden, lm_head_weight, targets, weights, chunk: int | None = CHUNK) -> LossSums:
     """Weighted cross-entropy sums of one micro-batch.
 
     hidden [B, T, C] (the model's final hidden states), targets [B, T], weights [B] (one per example).
     A micro-batch with no target at all gives zeros (never 0/0 = NaN) and still a graph, so backward() works.
+
+    chunk: the logits are made `chunk` target tokens at a time (see ChunkedHeadLoss), so the [N, 50257] logits
+    tensor never exists; None = the plain form (target_logits + cross_entropy), the same numbers in more memory.
     """
-    logits, tgt, keep = target_logits(hidden, lm_head_weight, targets)
     T = targets.size(1)
+    h, tgt, keep = gather_targets(hidden, targets)
     w = weights.float().index_select(0, keep // T)  # each target token takes its example's weight: [N]
-    nll = F.cross_entropy(logits, tgt, reduction="none")  # [N], -log p(correct next token)
-    return LossSums(weighted=(w * nll).sum(), weight=w.sum().detach(), nll=nll.sum().detach(), tokens=int(tgt.numel()))
+    if chunk is None:
+        nll = F.cross_entropy(F.linear(h, lm_head_weight).float(), tgt, reduction="none")  # [N], -log p(next)
+        weighted = (w * nll).sum()
+    elif torch.is_grad_enabled() and (h.requires_grad or lm_head_weight.requires_grad):
+        weighted, nll = chunked_head_loss(h, lm_head_weight, tgt, w, chunk)
+    else:  # evaluation: no gradient to prepare, only the CE of each chunk
+        h, W = _compute(h, lm_head_weight)
+        nll = torch.cat([chunk_nll(h[i:i + chunk], W, tgt[i:i + chunk])[0] for i in range(0, len(tgt), chunk)]
+                        + [h.new_zeros(0, dtype=torch.float32)])
+        weighted = (w * nll).sum()
+    return LossSums(weighted=weighted, weight=w.sum().detach(), nll=nll.sum().detach(), tokens=int(tgt.numel()))
+
+
+def _compute(h: torch.Tensor, W: torch.Tensor):
+    """(h, W) in the dtype the matmuls run in: autocast's (bf16/fp16) inside torch.autocast, else their own."""
+    dev = h.device.type
+    if torch.is_autocast_enabled(dev):
+        dt = torch.get_autocast_dtype(dev)
+        return h.to(dt), W.to(dt)
+    return h, W.to(h.dtype)
+
+
+def chunk_nll(h: torch.Tensor, W: torch.Tensor, tgt: torch.Tensor):
+    """h [n, C] @ W[V, C]^T -> (CE of each row's target [n], softmax probabilities [n, V] in float32)."""
+    logits = (h @ W.T).float()  # [n, V], float32 for the log-softmax over 50k classes
+    lse = logits.logsumexp(dim=1, keepdim=True)  # [n, 1]
+    nll = (lse - logits.gather(1, tgt[:, None])).squeeze(1)  # -log softmax at the target
+    return nll, logits.sub_(lse).exp_()  # reuse the logits' memory for the probabilities
+
+
+class ChunkedHeadLoss(torch.autograd.Function):
+    """sum_i w_i * CE(h_i W^T, y_i) with its gradient computed during the forward pass, one chunk at a time.
+
+    The head is the largest matmul of GPT-2 (V = 50257 columns) and its logits the largest activation: autograd
+    would keep [N, V] float32 logits (and their log-softmax) alive until backward. But the loss is a plain sum,
+    so its gradient needs nothing from later layers: d(w CE)/d logits = w * (softmax - onehot(y)). Each chunk makes
+    its logits, turns them into that gradient, multiplies it into the gradients of h ([n, C]) and W ([V, C]), and
+    frees them. Backward then only scales the two stored gradients by the incoming one (the loop's 1/denominator).
+    Same matmuls as autograd's (forward, d h, d W), so no extra compute; memory for logits: one chunk, not N rows.
+    """
+
+    @staticmethod
+    def forward(ctx, h, W, tgt, w, chunk):
+        hc_all, Wc = _compute(h, W)
+        with torch.autocast(h.device.type, enabled=False):  # dtypes are explicit here
+            nll = torch.empty(len(tgt), dtype=torch.float32, device=h.device)
+            grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
+            grad_W = None  # [V, C] float32, made by the first chunk
+            for i in range(0, len(tgt), chunk):
+                hc, y = hc_all[i:i + chunk], tgt[i:i + chunk]
+                nll[i:i + chunk], d = chunk_nll(hc, Wc, y)  # d: softmax [n, V]
+                d[torch.arange(len(y), device=d.device), y] -= 1.0  # softmax - onehot(target)
+                d = d.mul_(w[i:i + chunk, None]).to(Wc.dtype)  # d (w * CE) / d logits: [n, V]
+                if grad_h is not None:
+                    grad_h[i:i + chunk] = d @ Wc  # [n, C]
+                if not ctx.needs_input_grad[1]:
+                    continue
+                if grad_W is None:
+                    grad_W = (d.T @ hc).float()  # [V, C]
+                elif d.dtype == grad_W.dtype:
+                    grad_W.addmm_(d.T, hc)  # added in place: no [V, C] temporary
+                else:
+                    grad_W += d.T @ hc  # a bf16 product under autocast, summed in float32
+        if ctx.needs_input_grad[1] and grad_W is None:  # no target in this micro-batch
+            grad_W = torch.zeros(W.shape, dtype=torch.float32, device=W.device)
+        ctx.grads, ctx.W_dtype = (grad_h, grad_W), W.dtype
+        ctx.mark_non_differentiable(nll)
+        return (w * nll).sum(), nll
+
+    @staticmethod
+    def backward(ctx, grad_weighted, _grad_nll):
+        if ctx.grads is None:
+            raise RuntimeError("ChunkedHeadLoss: one backward per forward (its gradients are made in the forward "
+                               "pass and used up here); for a second one, use loss_sums(..., chunk=None)")
+        grad_h, grad_W = ctx.grads
+        ctx.grads = None  # free them with the graph
+        g = grad_weighted.float()
+        if grad_h is not None:
+            grad_h = grad_h.mul_(g.to(grad_h.dtype))
+        if grad_W is not None:
+            grad_W = grad_W.mul_(g).to(ctx.W_dtype)  # in place: no second [V, C] tensor (150 MB at GPT-2 size)
+        return grad_h, grad_W, None, None, None
 
 
 def full_logits_loss_sums(logits, targets, weights) -> LossSums:
@@ -72,3 +162,9 @@ def full_logits_loss_sums(logits, targets, weights) -> LossSums:
     w = weights.float()[:, None] * is_target  # [B, T]: the example's weight on its targets, 0 elsewhere
     return LossSums(weighted=(w * nll).sum(), weight=w.sum(), nll=(nll * is_target).sum().detach(),
                     tokens=int(is_target.sum()))
+
+
+@torch.compiler.disable  # torch.compile runs the model around it; this Python loop over chunks stays eager
+def chunked_head_loss(h, W, tgt, w, chunk: int):
+    """(sum of w * CE [], CE of each target [N]) through ChunkedHeadLoss."""
+    return ChunkedHeadLoss.apply(h, W, tgt, w, chunk)

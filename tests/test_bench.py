@@ -67,7 +67,7 @@ def test_measure_runs_each_side_and_reports_tokens_memory_and_losses(side):
     assert len(r["losses"]) == 3 and all(5 < x < 6 for x in r["losses"])  # ln(256) = 5.55 at initialisation
 
 
-@pytest.mark.parametrize("lever", ["group", "targets_only", "pack"])
+@pytest.mark.parametrize("lever", ["group", "targets_only", "chunked_head", "fused_adamw", "pack"])
 def test_each_lever_can_be_switched(lever):
     levers = ts.default_levers()
     levers[lever] = not levers[lever]

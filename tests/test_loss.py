@@ -75,6 +75,68 @@ def test_targets_only_head_equals_full_logits():
     assert torch.allclose(g_fast, g_slow, atol=1e-6)
 
 
+def head_case(seed=0, N_rows=3, T=20, C=16):
+    """Hidden states that need a gradient, a head, targets with masked prompts and padding, unequal weights."""
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(N_rows, T, C, generator=g, requires_grad=True)
+    W = torch.randn(V, C, generator=g, requires_grad=True)
+    targets = torch.randint(0, V, (N_rows, T), generator=g)
+    targets[:, :5] = IGNORE
+    targets[-1, 12:] = IGNORE
+    return hidden, W, targets, torch.tensor([0.5, 1.0, 2.5])[:N_rows]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 512])
+def test_chunked_head_gives_the_plain_heads_loss_and_gradients(chunk):
+    """The chunked head (gradient made during the forward pass) = autograd through the plain targets-only head."""
+    hidden, W, targets, weights = head_case()
+    plain = loss_sums(hidden, W, targets, weights, chunk=None)
+    chunked = loss_sums(hidden, W, targets, weights, chunk=chunk)
+    assert chunked.tokens == plain.tokens == 37  # 15 + 15 + 7
+    for a, b in [(chunked.weighted, plain.weighted), (chunked.weight, plain.weight), (chunked.nll, plain.nll)]:
+        torch.testing.assert_close(a, b)
+    # Scaled the way the loop scales a micro-batch's sum (world / denominator), not a plain .backward() of 1.
+    g_plain = torch.autograd.grad(plain.weighted * 0.37, [hidden, W])
+    g_chunked = torch.autograd.grad(chunked.weighted * 0.37, [hidden, W])
+    for a, b in zip(g_chunked, g_plain):
+        torch.testing.assert_close(a, b)
+    with torch.no_grad():  # evaluation takes the forward-only chunks: the same sums
+        torch.testing.assert_close(loss_sums(hidden, W, targets, weights, chunk=chunk).weighted, plain.weighted)
+
+
+def test_chunked_head_under_bf16_autocast_stays_close_and_keeps_float32_gradients():
+    hidden, W, targets, weights = head_case(seed=1)
+    exact = loss_sums(hidden, W, targets, weights, chunk=None)
+    g_exact = torch.autograd.grad(exact.weighted, [hidden, W])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for chunk in (None, 7):  # the plain head under autocast and the chunked one: both within bf16's error
+            s = loss_sums(hidden, W, targets, weights, chunk=chunk)
+            grads = torch.autograd.grad(s.weighted, [hidden, W])
+            assert s.weighted.dtype == torch.float32
+            torch.testing.assert_close(s.weighted, exact.weighted, rtol=2e-2, atol=0)
+            for g, ge in zip(grads, g_exact):
+                assert g.dtype == torch.float32
+                assert float((g - ge).norm() / ge.norm()) < 2e-2
+
+
+def test_chunked_head_keeps_no_logits_for_backward():
+    """What autograd would keep until backward: the plain head saves [N, V] tensors, the chunked head none."""
+    hidden, W, targets, weights = head_case()
+    for chunk, expect_logits in ((None, True), (7, False)):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
+            loss_sums(hidden, W, targets, weights, chunk=chunk)
+        assert any(shape == (37, V) for shape in saved) == expect_logits, (chunk, saved)
+
+
+def test_chunked_head_refuses_a_second_backward():
+    hidden, W, targets, weights = head_case()
+    s = loss_sums(hidden, W, targets, weights)
+    s.weighted.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward per forward"):
+        s.weighted.backward()
+
+
 def test_accumulation_split_does_not_change_loss_or_gradients():
     examples = make_examples(8)
     m8, g8 = grads_for(examples, 8)
