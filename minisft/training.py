@@ -85,12 +85,15 @@ def accumulate_gradients(objective, micro_batches, precision: Precision) -> dict
         last = i == len(micro_batches) - 1
         # Under DDP, gradients are averaged across processes only after the step's last micro-batch.
         sync = objective.no_sync() if (world > 1 and not last) else nullcontext()
-        with sync, precision.autocast():
-            weighted, _, nll, n = objective(mb["input_ids"].to(device), mb["targets"].to(device),
-                                            mb["weights"].to(device))
+        with sync:
+            with precision.autocast():  # the forward pass only: backward runs each op in its forward's dtype
+                weighted, _, nll, n = objective(mb["input_ids"].to(device), mb["targets"].to(device),
+                                                mb["weights"].to(device))
             # This micro-batch's share of the step's loss. DDP averages gradients over processes (divides by
             # world), so multiply back: what reaches the weights is the gradient of the whole step's sum / denom.
             loss = weighted * world / denom.clamp_min(1e-12).to(weighted.dtype)
+            # Outside autocast: leaving it frees its cache of 16-bit weight copies before backward, whose own
+            # saved copies are then freed layer by layer as backward passes them.
             precision.backward(loss)
         weighted_sum, nll_sum, tokens = weighted_sum + float(weighted.detach()), nll_sum + float(nll), tokens + int(n)
     sums = torch.tensor([weighted_sum, nll_sum, tokens], dtype=torch.float64, device=device)

@@ -104,6 +104,18 @@ def test_chunked_head_gives_the_plain_heads_loss_and_gradients(chunk):
         torch.testing.assert_close(loss_sums(hidden, W, targets, weights, chunk=chunk).weighted, plain.weighted)
 
 
+def test_chunked_head_is_stable_on_huge_logits():
+    """Logits in the thousands: exp would overflow without the max subtracted first; a probability of e^-1000
+    would give log(0) = -inf if CE were taken as -log(softmax)."""
+    hidden, W, targets, weights = head_case()
+    hidden = (hidden * 300).detach().requires_grad_()
+    plain = loss_sums(hidden, W, targets, weights, chunk=None)
+    chunked = loss_sums(hidden, W, targets, weights, chunk=7)
+    assert torch.isfinite(chunked.weighted) and float(chunked.nll) > 1000
+    torch.testing.assert_close(chunked.weighted, plain.weighted)
+    torch.testing.assert_close(torch.autograd.grad(chunked.weighted, W)[0], torch.autograd.grad(plain.weighted, W)[0])
+
+
 def test_chunked_head_under_bf16_autocast_stays_close_and_keeps_float32_gradients():
     hidden, W, targets, weights = head_case(seed=1)
     exact = loss_sums(hidden, W, targets, weights, chunk=None)
