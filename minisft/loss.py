@@ -170,11 +170,12 @@ class ChunkedHeadLoss(torch.autograd.Function):
                 if not ctx.needs_input_grad[1]:
                     continue
                 if grad_W is None:
-                    grad_W = (d.T @ hc).float()  # [V, C]
-                elif d.dtype == grad_W.dtype:
+                    grad_W = d.T @ hc  # [V, C] in the matmuls' dtype, as autograd's would be (half the bytes in bf16)
+                elif d.dtype == torch.float32:
                     grad_W.addmm_(d.T, hc)  # added in place: no [V, C] temporary
-                else:
-                    grad_W += d.T @ hc  # a bf16 product under autocast, summed in float32
+                else:  # a second chunk under autocast: sum the bf16 products in float32
+                    grad_W = grad_W if grad_W.dtype == torch.float32 else grad_W.float()
+                    grad_W += d.T @ hc
         if ctx.needs_input_grad[1] and grad_W is None:  # no target in this micro-batch
             grad_W = torch.zeros(W.shape, dtype=torch.float32, device=W.device)
         ctx.grads, ctx.W_dtype = (grad_h, grad_W), W.dtype
@@ -191,8 +192,8 @@ class ChunkedHeadLoss(torch.autograd.Function):
         g = grad_weighted.float()
         if grad_h is not None:
             grad_h = grad_h.mul_(g.to(grad_h.dtype))
-        if grad_W is not None:
-            grad_W = grad_W.mul_(g).to(ctx.W_dtype)  # in place: no second [V, C] tensor (150 MB at GPT-2 size)
+        if grad_W is not None:  # in place once in W's dtype: no second [V, C] tensor (150 MB at GPT-2 size)
+            grad_W = grad_W.to(ctx.W_dtype).mul_(g)
         return grad_h, grad_W, None, None, None
 
 
