@@ -28,6 +28,7 @@ import warnings
 import torch
 
 from minisft.model import GPT, KVCache, causal_mask
+from minisft.precision import cpu_has_bf16
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -191,10 +192,8 @@ def inference_dtype(device: torch.device, n_params: int) -> torch.dtype:
     """
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu" and n_params >= BF16_MIN_PARAMS:
-        has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-        has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-        return torch.bfloat16 if has_bf16() or has_amx() else torch.float32
+    if device.type == "cpu" and n_params >= BF16_MIN_PARAMS and cpu_has_bf16():
+        return torch.bfloat16
     return torch.float32
 
 
