@@ -317,3 +317,14 @@ def test_readme_main_command_runs_end_to_end(tmp_path, data_file):
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert s.returncode == 0, s.stderr
     assert "chars" in s.stdout
+
+
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_auto_precision_follows_the_models_size_and_the_cpu(data_file, tmp_path, capsys, monkeypatch, has_bf16):
+    """`--dtype auto` is decided once the model exists: here the size bar is lowered to the tiny model's."""
+    from minisft import precision as P
+
+    monkeypatch.setattr(P, "BF16_MIN_PARAMS", 0)
+    monkeypatch.setattr(P, "cpu_has_bf16", lambda: has_bf16)
+    assert main(base_args(data_file, tmp_path / "runs", "--max-steps", "1")) == 0
+    assert ("(bf16)" if has_bf16 else "(fp32)") in capsys.readouterr().out
