@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from minisft import data as D  # noqa: E402
+from minisft import records as R  # noqa: E402
 from minisft import precision as P  # noqa: E402
 from minisft import training  # noqa: E402
 from minisft.loss import IGNORE, full_logits_loss_sums, loss_sums  # noqa: E402
@@ -85,7 +86,7 @@ def tweet_examples(n: int, seed: int, vocab: int = 4096) -> list[D.Example]:
     from minisft.templates import render_prompt, response_text
     from minisft.tokenizer import train_tokenizer
 
-    records, _ = D.load_records(ROOT / "data" / "tweets.jsonl")
+    records, _ = R.load_records(ROOT / "data" / "tweets.jsonl")
     records = random.Random(f"tweets:{seed}").sample(records, n)
     prompts = [render_prompt("plain", r["instruction"]) for r in records]
     tok = train_tokenizer([p + response_text(p, r["response"]) for p, r in zip(prompts, records)], vocab)

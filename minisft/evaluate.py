@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from minisft import data as D
+from minisft import records as R
 from minisft.config import TrainConfig
 from minisft.datagen import SOURCES, expected_engagement
 from minisft.loss import loss_sums
@@ -39,7 +40,7 @@ from minisft.predictor import EngagementPredictor, PredictorError
 from minisft.pretrained import load_model, load_tokenizer
 from minisft.runs import checkpoint_folder
 from minisft.sampling import generate
-from minisft.templates import format_prompt, load_template, response_text
+from minisft.templates import format_prompt, load_template
 from minisft.topics import TOPICS
 from minisft.weighting import fit_weights
 
@@ -55,9 +56,9 @@ def run_data(run_dir: Path, cfg: TrainConfig, data: str | None = None):
     if not path.exists():
         raise FileNotFoundError(f"{run_dir / 'run_config.json'}: data: {path} not found (was the run trained from "
                                 "another folder?): pass --data PATH")
-    records, _ = D.load_records(path, on_bad=cfg.on_bad)
-    train, val = D.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
-    weighted_on = D.mix_records(train, cfg.mix, cfg.split_seed) if cfg.mix else train
+    records, _ = R.load_records(path, on_bad=cfg.on_bad)
+    train, val = R.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    weighted_on = R.mix_records(train, cfg.mix, cfg.split_seed) if cfg.mix else train
     return train, val, weighted_on
 
 

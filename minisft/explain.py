@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from minisft import data as D
+from minisft import records as R
 from minisft.config import WEIGHT_SCHEMES, TrainConfig
 from minisft.loss import IGNORE, loss_sums
 from minisft.runs import checkpoint_folder
@@ -66,7 +67,7 @@ def load_example(cfg: TrainConfig, index: int | None = None, record_id: str | No
     ckpt None: the tiny model's tokenizer is trained on the training split, as `train.py --model tiny` does.
     ckpt a checkpoint folder: its model and tokenizer (weights and template come from cfg = its run_config.json).
     """
-    records, _ = D.load_records(cfg.data, on_bad=cfg.on_bad)
+    records, _ = R.load_records(cfg.data, on_bad=cfg.on_bad)
     if record_id is not None:
         found = [r for r in records if r["id"] == record_id]
         if not found:

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from minisft import data as D
+from minisft import records as R
 from minisft.checkpoint import latest_checkpoint, load_train_state, rng_state, save_checkpoint, set_rng_state
 from minisft.config import TrainConfig, parse_args
 from minisft.datagen import expected_engagement
@@ -211,8 +212,8 @@ def load_or_build_model(cfg: TrainConfig, train_texts: list[str], resume_ckpt: P
 
 def prepare_examples(cfg: TrainConfig, run_dir: Path, resume_ckpt: Path | None):
     """Model + tokenizer, then records -> split -> (mix) -> weighted, masked, tokenized examples (data.py)."""
-    records, _ = D.load_records(cfg.data, on_bad=cfg.on_bad)  # first look: texts for tiny, instructions for samples
-    train_recs, val_recs = D.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
+    records, _ = R.load_records(cfg.data, on_bad=cfg.on_bad)  # first look: texts for tiny, instructions for samples
+    train_recs, val_recs = R.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
     # The tiny model's tokenizer learns its vocabulary from the training split, laid out as training sees it.
     prompts = [render_prompt(cfg.template, r["instruction"]) for r in train_recs]
     texts = [p + response_text(p, r["response"]) for p, r in zip(prompts, train_recs)]
@@ -449,7 +450,7 @@ def main(argv=None) -> int:
     cfg, given = parse_args(argv)
     try:
         train(cfg, given)
-    except (TrainingError, ModelNotAvailable, D.DataError, ValueError, FileNotFoundError) as e:
+    except (TrainingError, ModelNotAvailable, R.DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from minisft.data import (IGNORE, DataError, EncodeStats, Example, batches, build_dataset, collate,
-                          encode_example, load_records, mix_records, pad_fraction, split_records)
+from minisft.data import IGNORE, EncodeStats, Example, batches, build_dataset, collate, encode_example, pad_fraction
+from minisft.records import DataError, load_records, mix_records, split_records
 from minisft.templates import render_prompt, response_text
 from minisft.tokenizer import train_tokenizer
 

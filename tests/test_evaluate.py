@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from minisft import data as D
+from minisft import records as R
 from minisft.config import TrainConfig, build_parser, parse_args
 from minisft.datagen import expected_engagement
 from minisft.datagen import generate as generate_records
@@ -63,7 +63,7 @@ def test_same_settings_same_tweets_on_the_validation_split(run):
     b = evaluate_run(run, num_prompts=4, k=2, max_new_tokens=16, quiet=True)
     assert rows_a == (run / "eval_samples.jsonl").read_text() and a["metrics"] == b["metrics"]
     cfg = TrainConfig.load(run / "run_config.json")
-    _, val = D.split_records(D.load_records(cfg.data)[0], cfg.val_fraction, cfg.seed)
+    _, val = R.split_records(R.load_records(cfg.data)[0], cfg.val_fraction, cfg.seed)
     rows = [json.loads(line) for line in rows_a.splitlines()]
     assert [r["id"] for r in rows] == [r["id"] for r in val[:4]] * 2  # held-out prompts, in order, per sample round
 
@@ -71,7 +71,7 @@ def test_same_settings_same_tweets_on_the_validation_split(run):
 def test_imported_data_uses_the_fitted_predictor_and_reports_its_r2(run, tmp_path):
     cfg = TrainConfig.load(run / "run_config.json")
     real = tmp_path / "real.jsonl"  # the same tweets, as if imported: no synthetic ids
-    real.write_text("".join(json.dumps({**r, "id": "x" + r["id"][4:]}) + "\n" for r in D.load_records(cfg.data)[0]))
+    real.write_text("".join(json.dumps({**r, "id": "x" + r["id"][4:]}) + "\n" for r in R.load_records(cfg.data)[0]))
     result = evaluate_run(run, num_prompts=4, k=1, max_new_tokens=16, data=str(real), quiet=True)
     assert result["engagement_scorer"] == "predictor"
     assert -1.0 < result["metrics"]["predictor_r2"] <= 1.0
@@ -130,5 +130,5 @@ def test_sweep_file_parses_and_every_parameter_is_a_train_flag():
             cfg, _ = parse_args(argv)
             assert str(getattr(cfg, name)) == str(value)
     for mix in params["mix"]["values"]:
-        D.parse_mix(mix)
+        R.parse_mix(mix)
     assert set(params["template"]["values"]) <= set(TEMPLATES)

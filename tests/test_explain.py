@@ -9,7 +9,7 @@ import torch
 
 from minisft import explain
 from minisft.config import TrainConfig
-from minisft.data import load_records, split_records
+from minisft.records import load_records, split_records
 from minisft.loss import IGNORE
 from minisft.templates import render_prompt, response_text
 from minisft.tokenizer import train_tokenizer

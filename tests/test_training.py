@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from minisft import data as D
+from minisft import records as R
 from minisft.config import parse_args
 from minisft.datagen import generate as generate_records
 from minisft.precision import pick_precision
@@ -113,7 +114,7 @@ def test_unknown_data_file_is_one_clear_line(tmp_path, capsys):
 
 
 def tiny_setup(data_file, n=None, seed=0):
-    records, _ = D.load_records(data_file)
+    records, _ = R.load_records(data_file)
     records = records[:n] if n else records
     model, tok = build_tiny([r["instruction"] + " " + r["response"] for r in records], seed=seed, vocab_size=512)
     examples, _ = D.encode_records(tok, records, "plain", 96)
