@@ -36,20 +36,12 @@ class LossSums:
     tokens: int  # number of target tokens
 
 
-def target_logits(hidden: torch.Tensor, lm_head_weight: torch.Tensor, targets: torch.Tensor):
-    """Logits only where there is something to learn: the plain form of the head (loss_sums chunks it).
-
-    hidden [B, T, C], targets [B, T] -> (logits [N, V] in float32, their targets [N], the flat positions [N]),
-    where N is the number of target tokens. Prompt and padding positions never reach the 50257-wide output
-    projection: for a tweet with a prompt as long as its response that halves the largest matmul of the model.
-    """
-    h, tgt, keep = gather_targets(hidden, targets)
-    # float32 logits: under bf16 autocast the log-softmax over 50k classes loses too much precision otherwise.
-    return F.linear(h, lm_head_weight).float(), tgt, keep
-
-
 def gather_targets(hidden: torch.Tensor, targets: torch.Tensor):
-    """hidden [B, T, C], targets [B, T] -> (hidden at target positions [N, C], their targets [N], positions [N])."""
+    """hidden [B, T, C], targets [B, T] -> (hidden at target positions [N, C], their targets [N], positions [N]).
+
+    Only these N positions go on to the 50257-wide output projection: prompt and padding positions have nothing
+    to learn, and for a tweet with a prompt as long as its response that halves the largest matmul of the model.
+    """
     keep = (targets != IGNORE).flatten().nonzero().squeeze(1)  # [N] positions into the flattened B*T
     return hidden.flatten(0, 1).index_select(0, keep), targets.flatten().index_select(0, keep), keep
 
@@ -64,13 +56,14 @@ def loss_sums(hidden, lm_head_weight, targets, weights, chunk: int | None = CHUN
     A micro-batch with no target at all gives zeros (never 0/0 = NaN) and still a graph, so backward() works.
 
     chunk: the logits are made `chunk` target tokens at a time (see ChunkedHeadLoss), so the [N, 50257] logits
-    tensor never exists; None = the plain form (target_logits + cross_entropy), the same numbers in more memory.
+    tensor never exists; None = the plain form (logits + cross_entropy), the same numbers in more memory.
     """
     T = targets.size(1)
     h, tgt, keep = gather_targets(hidden, targets)
     w = weights.float().index_select(0, keep // T)  # each target token takes its example's weight: [N]
-    if chunk is None:
-        nll = F.cross_entropy(F.linear(h, lm_head_weight).float(), tgt, reduction="none")  # [N], -log p(next)
+    if chunk is None:  # the plain form: all N rows of logits at once, kept by autograd until backward
+        logits = F.linear(h, lm_head_weight).float()  # [N, V]; float32: a softmax over 50k classes needs it
+        nll = F.cross_entropy(logits, tgt, reduction="none")  # [N], -log p(next token)
         weighted = (w * nll).sum()
     elif torch.is_grad_enabled() and (h.requires_grad or lm_head_weight.requires_grad):
         weighted, nll = chunked_head_loss(h, lm_head_weight, tgt, w, chunk)
