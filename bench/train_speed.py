@@ -416,8 +416,8 @@ def main(argv=None) -> int:
         hf32, us32 = results[shape, "fp32"]
         default = P.default_dtype(torch.device("cpu"), n_params_without_wpe(shape_config(shape, 0.0)))
         line = (f"\n{shape}, against transformers in fp32: ours in fp32 "
-                f"{us32['tokens_per_s'] / hf32['tokens_per_s']:.2f}x tokens/s, {us32['peak_mib'] / hf32['peak_mib']:.2f}x "
-                f"peak memory")
+                f"{us32['tokens_per_s'] / hf32['tokens_per_s']:.2f}x tokens/s, "
+                f"{us32['peak_mib'] / hf32['peak_mib']:.2f}x peak memory")
         if (shape, default) in results and default != "fp32":
             us = results[shape, default][1]
             line += (f"; ours at its default precision ({default}) {us['tokens_per_s'] / hf32['tokens_per_s']:.2f}x "
@@ -445,7 +445,8 @@ def main(argv=None) -> int:
                 flipped = not base["levers"][lever]
                 r, name = run("ours", shape, dtype, **{lever: flipped}), f"{lever} {_onoff(flipped)}"
             print(f"  {name:24} {r['tokens_per_s']:8.0f} {r['peak_mib']:6.0f}  "
-                  f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x  noise {r['spread']:.0%}  load {_load(r)}", flush=True)
+                  f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x  noise {r['spread']:.0%}  load {_load(r)}",
+                  flush=True)
     return 0
 
 

@@ -71,7 +71,8 @@ class TrainConfig:
     # hardware and tracking
     device: str = opt("auto", "auto | cpu | cuda | cuda:N | mps")
     dtype: str = opt("auto", "compute precision: auto (bf16 autocast on GPUs that have it, fp16 + loss scaling on "
-                             "older GPUs; on CPUs with bf16 units bf16 for GPT-2 sizes, fp32 for tiny; else fp32), fp32, bf16, fp16", choices=("auto", "fp32", "bf16", "fp16"))
+                             "older GPUs; on CPUs with bf16 units bf16 for GPT-2 sizes and fp32 for tiny; else "
+                             "fp32), fp32, bf16, fp16", choices=("auto", "fp32", "bf16", "fp16"))
     compile: bool = opt(False, "torch.compile the model (checkpoints are still saved from the plain module)")
     wandb: str = opt("auto", "Weights & Biases: auto (online when logged in, else offline to sync later), online, "
                              "offline, disabled", choices=("auto", "online", "offline", "disabled"))

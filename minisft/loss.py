@@ -149,7 +149,7 @@ class ChunkedHeadLoss(torch.autograd.Function):
             N = len(tgt)
             nll = torch.empty(N, dtype=torch.float32, device=h.device)
             grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
-            grad_W = None  # [V, C] float32, made by the first chunk
+            grad_W = None  # [V, C], made by the first chunk
             buffers = HeadBuffers(min(chunk, N), W.size(0), Wc.dtype, h.device)
             for i in range(0, N, chunk):
                 hc, y, wc = hc_all[i:i + chunk], tgt[i:i + chunk], w[i:i + chunk]
