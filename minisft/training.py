@@ -143,8 +143,8 @@ def make_optimizer(model, lr: float, weight_decay: float, device: torch.device):
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # fused: one pass over each parameter for the whole update, instead of one pass per arithmetic step (the
-    # "foreach" default), which also makes a full-size temporary. On 2 CPU cores at the 124M shape: 78 ms instead
-    # of 380 ms per step (bench/README.md). MPS keeps the default.
+    # "foreach" default), which also makes a full-size temporary. On 2 CPU cores at the 124M shape: 42-78 ms
+    # instead of 287-380 ms per update (python bench/step_parts.py). MPS keeps the default.
     fused = device.type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
 

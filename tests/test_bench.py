@@ -102,3 +102,12 @@ def test_gpu_train_runs_on_cpu_packed_and_unpacked(tmp_path, capsys):
                                "--warmup", "1", "--batch", "2", pack, "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert out.count("tok/s") == 2 and "MFU" in out
+
+
+def test_step_parts_measures_the_optimizer_memory_and_profile(capsys):
+    import step_parts
+
+    assert step_parts.main(["--shape", "test", "--steps", "1", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "AdamW update: foreach" in out and "fused" in out and "fresh copy" in out
+    assert out.count("ms/step") == 3  # the three busiest operators, each with its time per step
