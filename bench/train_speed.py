@@ -242,7 +242,7 @@ def ours_side(config: GPTConfig, dtype: str, lr: float, levers: dict):
             row = min(256, config.n_positions)
             mean = sum(len(e.input_ids) for e in examples) / len(examples)
             return packed_batches(examples, row, max(1, round(batch_size * mean / row)), seed=seed, epoch=0)
-        if levers["group"] and hasattr(training, "step_order"):
+        if levers["group"]:
             return training.step_order(examples, batch_size, seed, 0)  # the loop's own batches
         return D.batches(examples, batch_size, seed=seed, epoch=0, group_by_length=levers["group"])
 
