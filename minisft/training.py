@@ -52,8 +52,8 @@ class SFTObjective(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids, targets, weights):
-        hidden = self.model.hidden_states(input_ids)  # [B, T, C]; logits are made only at targets (loss.py)
-        s = loss_sums(hidden, self.model.lm_head.weight, targets, weights)
+        hidden, head = self.model.trunk(input_ids)  # [B, T, C]; logits are made only at targets (loss.py)
+        s = loss_sums(hidden, head, targets, weights)
         return s.weighted, s.weight, s.nll, s.tokens
 
 

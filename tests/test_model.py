@@ -108,3 +108,49 @@ def test_lm_head_is_tied_and_counted_once():
     assert model.lm_head.weight is model.transformer.wte.weight
     untied_count = sum(p.numel() for name, p in model.named_parameters(remove_duplicate=False))
     assert model.num_params() == untied_count - 20 * 16
+
+
+def _autograd_sum_reference(model, idx):
+    """The textbook tied forward: nn.Embedding lookup + lm_head, autograd adding the weight's two gradients."""
+    x = model.transformer.wte(idx) + model.transformer.wpe(torch.arange(idx.size(1))[None])
+    for i, block in enumerate(model.transformer.h):
+        x = block(x, None, None, i)
+    return model.transformer.ln_f(x), model.lm_head.weight
+
+
+@pytest.mark.parametrize("head_used", [True, False])
+def test_tied_embedding_sums_both_gradients_like_autograd(head_used):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, n_positions=32, vocab_size=50))
+    idx = torch.randint(0, 50, (3, 12))
+    idx[0, :4] = 7  # a repeated token: its rows must add up
+
+    def grads(trunk):
+        model.zero_grad(set_to_none=True)
+        hidden, head = trunk(idx)
+        loss = (hidden @ head.T).logsumexp(-1).sum() if head_used else hidden.square().sum()
+        loss.backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+    ours, ref = grads(model.trunk), grads(lambda i: _autograd_sum_reference(model, i))
+    for name in ref:
+        torch.testing.assert_close(ours[name], ref[name], msg=name)
+    assert ours["transformer.wte.weight"].layout == torch.strided  # dense, as the fused optimizer needs
+
+
+def test_tied_embedding_backward_makes_no_extra_vocab_sized_tensor():
+    """Autograd's own way fills a [V, C] zero tensor for the lookup and adds two [V, C] tensors; ours neither."""
+    V, C = 300, 16
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=C, n_positions=16, vocab_size=V))
+    idx = torch.randint(0, V, (2, 10))
+
+    def vocab_sized_ops(trunk):
+        hidden, head = trunk(idx)
+        loss = (hidden @ head.T).logsumexp(-1).sum()
+        with torch.profiler.profile(record_shapes=True) as prof:
+            loss.backward()
+        return {e.key for e in prof.key_averages(group_by_input_shape=True)
+                if e.key in ("aten::add", "aten::fill_", "aten::zero_") and [V, C] in e.input_shapes}
+
+    assert vocab_sized_ops(lambda i: _autograd_sum_reference(model, i))  # the reference does make them...
+    assert not vocab_sized_ops(model.trunk)  # ...and the tied path does not
