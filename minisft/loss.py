@@ -82,30 +82,40 @@ def _compute(h: torch.Tensor, W: torch.Tensor):
     return h, W.to(h.dtype)
 
 
+SOFTMAX_ROWS = 64  # rows of a 16-bit chunk taken to float32 at a time: [64, 50257] float32 = 13 MB
+
+
 class HeadBuffers:
-    """The [chunk, V] buffers every chunk of one call reuses.
+    """The buffers every chunk of one call reuses: the matmul's output [chunk, V], and a float32 block.
 
     Why not fresh tensors per chunk: a 100 MB tensor is too big for the allocator's free lists, so on a CPU each
     new one is new pages from the kernel, faulted in and zeroed 4 KiB at a time, which costs more than the
     arithmetic done on them (python bench/step_parts.py: ~20 ms to copy [400, 50257] float32 logits into new
-    memory, 3-4 ms to scale them in place). So the logits are made into `logits` (float32) and everything after
-    happens in place.
+    memory, 3-4 ms to scale them in place). So the logits are made into `out` and everything after happens in place.
+
+    Under autocast `out` is bf16/fp16 (the matmul's dtype) and the softmax runs in float32 SOFTMAX_ROWS rows at a
+    time (`f32`): a [chunk, V] float32 copy would be the largest tensor of the step (103 MB at 512 rows).
     """
 
     def __init__(self, rows: int, V: int, dtype: torch.dtype, device):
-        self.logits = torch.empty(rows, V, dtype=torch.float32, device=device)  # float32: softmax over 50k classes
-        self.low = None if dtype == torch.float32 else torch.empty(rows, V, dtype=dtype, device=device)
+        self.out = torch.empty(rows, V, dtype=dtype, device=device)
+        self.f32 = None if dtype == torch.float32 else torch.empty(min(rows, SOFTMAX_ROWS), V, device=device)
 
     def logits_of(self, h: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-        """h [n, C] @ W [V, C]^T into the float32 buffer: [n, V] (a view of its first n rows)."""
-        n = h.size(0)
-        if self.low is None:
-            return torch.mm(h, W.T, out=self.logits[:n])
-        return self.logits[:n].copy_(torch.mm(h, W.T, out=self.low[:n]))  # matmul in bf16/fp16, softmax in fp32
+        """h [n, C] @ W [V, C]^T into the buffer: [n, V] (a view of its first n rows), in the matmul's dtype."""
+        return torch.mm(h, W.T, out=self.out[:h.size(0)])
 
-    def low_precision(self, x: torch.Tensor) -> torch.Tensor:
-        """x [n, V] float32 in the matmuls' dtype (a copy into the second buffer, or x itself in float32)."""
-        return x if self.low is None else self.low[:x.size(0)].copy_(x)
+    def float32_blocks(self, x: torch.Tensor):
+        """Yield (row slice, float32 copy of those rows of x [n, V]); what the caller leaves in the copy is written
+        back. A float32 x is its own block: nothing to copy."""
+        if self.f32 is None:
+            yield slice(0, x.size(0)), x
+            return
+        for i in range(0, x.size(0), self.f32.size(0)):
+            rows = slice(i, min(i + self.f32.size(0), x.size(0)))
+            block = self.f32[:rows.stop - i].copy_(x[rows])
+            yield rows, block
+            x[rows].copy_(block)
 
 
 def softmax_nll_(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
@@ -127,7 +137,9 @@ def chunked_nll(h: torch.Tensor, W: torch.Tensor, tgt: torch.Tensor, chunk: int)
     nll = torch.empty(len(tgt), dtype=torch.float32, device=h.device)
     buffers = HeadBuffers(min(chunk, len(tgt)), W.size(0), W.dtype, h.device)
     for i in range(0, len(tgt), chunk):
-        nll[i:i + chunk] = softmax_nll_(buffers.logits_of(h[i:i + chunk], W), tgt[i:i + chunk])
+        logits = buffers.logits_of(h[i:i + chunk], W)
+        for rows, block in buffers.float32_blocks(logits):
+            nll[i + rows.start:i + rows.stop] = softmax_nll_(block, tgt[i + rows.start:i + rows.stop])
     return nll
 
 
@@ -153,12 +165,14 @@ class ChunkedHeadLoss(torch.autograd.Function):
             grad_W = None  # [V, C], made by the first chunk
             buffers = HeadBuffers(min(chunk, N), W.size(0), Wc.dtype, h.device)
             for i in range(0, N, chunk):
-                hc, y, wc = hc_all[i:i + chunk], tgt[i:i + chunk], w[i:i + chunk]
-                probs = buffers.logits_of(hc, Wc)  # [n, V] logits...
-                nll[i:i + chunk] = softmax_nll_(probs, y)  # ...now their softmax
-                probs.mul_(wc[:, None])  # d (w * CE) / d logits = w * (softmax - onehot(target)): [n, V]
-                probs[torch.arange(len(y), device=h.device), y] -= wc
-                d = buffers.low_precision(probs)
+                hc = hc_all[i:i + chunk]
+                d = buffers.logits_of(hc, Wc)  # [n, V] logits, in the matmuls' dtype...
+                for rows, probs in buffers.float32_blocks(d):  # ...taken to float32 a block of rows at a time
+                    y, wr = tgt[i + rows.start:i + rows.stop], w[i + rows.start:i + rows.stop]
+                    nll[i + rows.start:i + rows.stop] = softmax_nll_(probs, y)  # now their softmax
+                    probs.mul_(wr[:, None])  # d (w * CE) / d logits = w * (softmax - onehot(target))
+                    probs[torch.arange(len(y), device=h.device), y] -= wr
+                # d: [n, V], the gradient of the chunk's logits, back in the matmuls' dtype
                 if grad_h is not None:
                     grad_h[i:i + chunk] = d @ Wc  # [n, C]
                 if not ctx.needs_input_grad[1]:

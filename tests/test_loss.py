@@ -131,6 +131,31 @@ def test_chunked_head_under_bf16_autocast_stays_close_and_keeps_float32_gradient
                 assert float((g - ge).norm() / ge.norm()) < 2e-2
 
 
+@pytest.mark.parametrize("rows", [1, 3, 64])
+def test_float32_blocks_of_a_bf16_chunk_change_nothing(monkeypatch, rows):
+    """Under autocast the softmax runs on float32 copies of a few rows at a time; each row's softmax is its own,
+    so the block size must not change a single bit of the loss or the gradients."""
+    import minisft.loss as L
+
+    hidden, W, targets, weights = head_case(seed=2)
+
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            s = loss_sums(hidden, W, targets, weights, chunk=7)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            nll = loss_sums(hidden, W, targets, weights, chunk=7).nll
+        return [s.weighted.detach(), nll, *torch.autograd.grad(s.weighted, [hidden, W])]
+
+    whole = run()  # SOFTMAX_ROWS (64) > chunk: one block per chunk
+    monkeypatch.setattr(L, "SOFTMAX_ROWS", rows)
+    blocked = run()
+    for a, b in zip(blocked, whole):
+        assert torch.equal(a, b)
+    exact = loss_sums(hidden, W, targets, weights, chunk=None)  # float32: what both must stay close to
+    for g, ge in zip(blocked[2:], torch.autograd.grad(exact.weighted, [hidden, W])):
+        assert float((g - ge).norm() / ge.norm()) < 2e-2
+
+
 def test_chunked_head_keeps_no_logits_for_backward():
     """What autograd would keep until backward: the plain head saves [N, V] tensors, the chunked head none."""
     hidden, W, targets, weights = head_case()
