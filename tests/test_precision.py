@@ -54,3 +54,19 @@ def test_fused_cpu_update_equals_the_default_adamw():
         plain.step()
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
+def test_importing_minisft_caps_onednn_caches_unless_the_user_set_them():
+    """Without the caps, bf16 training on CPU grows oneDNN's kernel caches at every new batch shape."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import minisft, os; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'], os.environ['LRU_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["16", "16"]
+    env["LRU_CACHE_CAPACITY"] = "1024"  # the user's own setting wins
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["16", "1024"]
