@@ -111,3 +111,13 @@ def test_step_parts_measures_the_optimizer_memory_and_profile(capsys):
     out = capsys.readouterr().out
     assert "AdamW update: foreach" in out and "fused" in out and "fresh copy" in out
     assert out.count("ms/step") == 3  # the three busiest operators, each with its time per step
+
+
+def test_cache_growth_runs_both_settings_and_reports_peaks(capsys):
+    import cache_growth
+
+    assert cache_growth.main(["--steps", "2", "--shape", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "capped at 16" in out and "PyTorch's default (1024)" in out
+    r = cache_growth.worker("test", 2)  # in this process: one peak per step, never falling
+    assert len(r["peaks"]) == 2 and r["peaks"][0] <= r["peaks"][1]
