@@ -170,8 +170,10 @@ class TiedEmbedding(torch.autograd.Function):
         (idx,) = ctx.saved_tensors
         if grad_head is None:  # the head did not use W (e.g. a loss on hidden states only)
             grad_head = torch.zeros(ctx.W_shape, dtype=grad_emb.dtype, device=grad_emb.device)
-        # grad_head is the head's fresh gradient (a matmul's output), ours to add into: row idx gets every
-        # gradient of the positions that looked it up ([B*T, C] rows; a repeated token adds up).
+        elif not grad_head.is_contiguous():  # e.g. head.sum() hands back one value broadcast to [V, C]: copy it
+            grad_head = grad_head.contiguous()
+        # grad_head is the head's fresh gradient (a matmul's output in this package), ours to add into: row idx
+        # gets every gradient of the positions that looked it up ([B*T, C] rows; a repeated token adds up).
         grad_head.index_add_(0, idx.flatten(), grad_emb.flatten(0, 1).to(grad_head.dtype))
         return None, grad_head
 

@@ -118,7 +118,7 @@ def _autograd_sum_reference(model, idx):
     return model.transformer.ln_f(x), model.lm_head.weight
 
 
-@pytest.mark.parametrize("head_used", [True, False])
+@pytest.mark.parametrize("head_used", ["logits", "unused", "summed"])
 def test_tied_embedding_sums_both_gradients_like_autograd(head_used):
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, n_positions=32, vocab_size=50))
@@ -128,7 +128,9 @@ def test_tied_embedding_sums_both_gradients_like_autograd(head_used):
     def grads(trunk):
         model.zero_grad(set_to_none=True)
         hidden, head = trunk(idx)
-        loss = (hidden @ head.T).logsumexp(-1).sum() if head_used else hidden.square().sum()
+        loss = {"logits": lambda: (hidden @ head.T).logsumexp(-1).sum(),
+                "unused": lambda: hidden.square().sum(),
+                "summed": lambda: hidden.square().sum() + head.sum()}[head_used]()  # a broadcast gradient
         loss.backward()
         return {name: p.grad.clone() for name, p in model.named_parameters()}
 
