@@ -3,13 +3,20 @@
   load_records    read JSONL / CSV / Parquet, check every field of every row, drop exact duplicates
   split_records   train / validation by a hash of the response, so no tweet is on both sides
   mix_records     (optional) sample training records so the sources have the asked shares
-A record is a plain dict: id, instruction, response (required text), likes, comments, impressions (counts or
-None), topic, style, source, created_at (text or None). data.py turns records into training examples.
+A record is a plain dict: instruction, response (required text), id (text; derived from the content when the
+file has none), likes, comments, impressions (counts or None), topic, style, source, author, created_at (text or
+None). Any topic, style, source or author is fine: nothing here knows the synthetic set's 24 topics.
+data.py turns records into training examples.
+
+Nothing is lost without a count: every data row of the file is kept, rejected (with every reason it has, written
+to a rejects file under --on-bad skip) or a duplicate, and read = kept + rejected + duplicates. A file that can't
+be read at all (not Parquet, a CSV without a response column, no rows) is one DataError naming the file.
 """
 
 from __future__ import annotations
 
 import csv
+import decimal
 import hashlib
 import json
 import math
@@ -25,11 +32,18 @@ import pandas as pd
 
 from minisft.tokenizer import END_OF_TEXT
 
-TEXT_FIELDS = ("id", "instruction", "response")  # required, non-empty
+REQUIRED_FIELDS = ("instruction", "response")  # required, non-empty text
 COUNT_FIELDS = ("likes", "comments", "impressions")  # non-negative integers, or None when the source lacks them
-OPTIONAL_FIELDS = ("topic", "style", "source", "created_at")  # strings, or None
+OPTIONAL_FIELDS = ("topic", "style", "source", "author", "created_at")  # strings, or None
 MISSING = {"", "null", "none", "nan", "na"}  # how a CSV or a spreadsheet spells "no value" in a count column
+# Limits that keep one absurd row from becoming a traceback or a memory blow-up. A count above MAX_COUNT is no
+# real tweet's (and stays exact as a float: weights and medians compute in floats).
+MAX_COUNT = 10**15
+MAX_TEXT_CHARS = 100_000  # about csv's own field limit (131,072); the model's context is far shorter anyway
+MAX_LINE_BYTES = 1 << 20  # a JSONL line over 1 MiB is rejected without being parsed
 SHOWN_PROBLEMS = 5
+ON_BAD_HINT = ("Fix them, or drop them with --on-bad skip: each is then written, with its reasons, to "
+               "rejected_rows.jsonl in the run folder.")
 
 
 class DataError(ValueError):
@@ -40,6 +54,14 @@ class BadField(Exception):
     def __init__(self, field: str, reason: str):
         super().__init__(f"{field}: {reason}")
         self.field, self.reason = field, reason
+
+
+class BadRow(Exception):
+    """A row with one or more bad fields: every problem is named, not only the first."""
+
+    def __init__(self, problems: list[BadField]):
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
 
 
 # ---------------------------------------------------------------------------------------------- checking a row
@@ -55,10 +77,12 @@ def _text(name: str, v) -> str:
     if name == "id" and isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
         v = str(int(v))  # numeric ids are fine, kept as text
     if not isinstance(v, str):
-        raise BadField(name, f"expected text, got {type(v).__name__} {v!r}")
-    v = v.strip()
+        raise BadField(name, f"expected text, got {type(v).__name__} {_short(v)}")
+    v = v.replace("\r\n", "\n").strip()  # a CRLF file's multi-line cell: the same text as from an LF file
     if not v:
         raise BadField(name, "empty")
+    if len(v) > MAX_TEXT_CHARS:
+        raise BadField(name, f"{len(v):,} characters, over the limit of {MAX_TEXT_CHARS:,}")
     if END_OF_TEXT in v:  # the tokenizer would read it as the special token: a stop in the middle of the text
         raise BadField(name, f"contains the end-of-text marker {END_OF_TEXT}")
     return v
@@ -69,21 +93,29 @@ def _count(name: str, v) -> int | None:
         return None  # the source lacks this metric: None, never an invented 0
     if isinstance(v, (bool, np.bool_)):
         raise BadField(name, f"expected a count, got a boolean {v!r}")
+    original = v
     if isinstance(v, str):  # CSV cells are text: "12" and "12.0" are counts, "abc" is not
         try:
-            v = float(v.strip())
-        except ValueError:
-            raise BadField(name, f"not a number: {v!r}") from None
+            v = decimal.Decimal(v.strip())  # exact: "12345678901234567890" is not rounded on the way
+        except decimal.InvalidOperation:
+            raise BadField(name, f"not a number: {_short(original)}") from None
+    if isinstance(v, decimal.Decimal):  # from a CSV cell, or a Parquet decimal column
+        if not v.is_finite() or v != v.to_integral_value():
+            raise BadField(name, f"not a whole number: {_short(original)}")
+        # int(Decimal("1e999999999")) would take forever: a value with 17 digits or more is just "too far".
+        v = int(v) if v.adjusted() <= 16 else (-1 if v < 0 else MAX_COUNT + 1)
     if isinstance(v, numbers.Integral):
         n = int(v)
     elif isinstance(v, numbers.Real):
         if not math.isfinite(v) or not float(v).is_integer():
-            raise BadField(name, f"not a whole number: {v!r}")
+            raise BadField(name, f"not a whole number: {_short(v)}")
         n = int(v)
     else:
-        raise BadField(name, f"expected a count, got {type(v).__name__} {v!r}")
+        raise BadField(name, f"expected a count, got {type(v).__name__} {_short(v)}")
     if n < 0:
-        raise BadField(name, f"negative count: {n}")
+        raise BadField(name, f"negative count: {_short(original)}")
+    if n > MAX_COUNT:
+        raise BadField(name, f"{_short(original)} is larger than any real count (limit {MAX_COUNT:.0e})")
     return n
 
 
@@ -93,80 +125,192 @@ def _optional(name: str, v) -> str | None:
     if name == "created_at" and hasattr(v, "isoformat"):  # Parquet stores timestamps as timestamps
         v = v.isoformat()
     if not isinstance(v, str):
-        raise BadField(name, f"expected text, got {type(v).__name__} {v!r}")
+        raise BadField(name, f"expected text, got {type(v).__name__} {_short(v)}")
     v = v.strip()
+    if len(v) > MAX_TEXT_CHARS:
+        raise BadField(name, f"{len(v):,} characters, over the limit of {MAX_TEXT_CHARS:,}")
     if name == "created_at" and v:
         try:
             datetime.fromisoformat(v)
         except ValueError:
-            raise BadField(name, f"not an ISO 8601 date-time: {v!r}") from None
+            raise BadField(name, f"not an ISO 8601 date-time: {_short(v)}") from None
     return v or None
 
 
-def validate_record(row: dict) -> dict:
-    """A clean copy of one row (text stripped, counts as int or None), or BadField naming the first bad field.
+def _short(v, limit: int = 60) -> str:
+    """repr(v), cut to `limit` characters: a message must stay one readable line whatever the row holds."""
+    try:
+        text = repr(v)
+    except Exception:  # a value whose repr fails is still a value we can name
+        text = f"<{type(v).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
-    Fields outside the schema are kept as they are.
+
+def derived_id(instruction: str, response: str) -> str:
+    """The id of a row that has none: a hash of its content, so the same row gets the same id in every run,
+    whatever the order of the file. Two rows with the same instruction and response are duplicates anyway."""
+    return "row-" + hashlib.sha256(f"{instruction}\0{response}".encode()).hexdigest()[:16]
+
+
+def validate_record(row: dict) -> dict:
+    """A clean copy of one row (text stripped, counts as int or None), or BadRow naming EVERY bad field.
+
+    `id` is optional: without one it is derived from the content (derived_id). Fields outside the schema are kept
+    as they are.
     """
-    record = dict(row)
-    for name in TEXT_FIELDS:
-        record[name] = _text(name, row.get(name))
-    for name in COUNT_FIELDS:
-        record[name] = _count(name, row.get(name))
-    for name in OPTIONAL_FIELDS:
-        record[name] = _optional(name, row.get(name))
+    record, problems = dict(row), []
+    checks = [(name, _text) for name in REQUIRED_FIELDS] + [(name, _count) for name in COUNT_FIELDS]
+    checks += [(name, _optional) for name in OPTIONAL_FIELDS]
+    if not _is_null(row.get("id")):
+        checks.append(("id", _text))
+    for name, check in checks:
+        try:
+            record[name] = check(name, row.get(name))
+        except BadField as bad:
+            problems.append(bad)
+    if problems:
+        raise BadRow(problems)
+    if _is_null(row.get("id")):
+        record["id"] = derived_id(record["instruction"], record["response"])
     return record
 
 
 # --------------------------------------------------------------------------------------------- reading files
 # Each reader yields (line, raw, row): line is where the row starts in the file (1-based), raw is what to show in
-# the rejects file, row is a dict, or a BadField when the line can't even be parsed. JSONL and CSV are parsed with
-# the standard library, line by line, so that every problem gets its exact file line (pandas reports neither the
-# line of a bad row nor survives one malformed JSON line). Parquet has no lines: "line" is the 1-based row number.
+# the rejects file, row is a dict, or a BadField when the line can't even be parsed. JSONL and CSV are read as
+# bytes and split on "\n" only (so U+2028 inside a JSON string is not a line break, and CRLF is fine), then parsed
+# with the standard library line by line: every problem gets its exact file line, and one undecodable or
+# malformed line is one rejected row, never the end of the file. Parquet has no lines: "line" is the row number.
 
-def _jsonl_rows(path: Path):
+def file_lines(path: Path):
+    """(line number, bytes of that line incl. its end), or (n, None) for a line over MAX_LINE_BYTES (skipped
+    unread). Lines end at b"\n" only. The importers read JSON Lines through this too."""
     with open(path, "rb") as f:
-        for line, data in enumerate(f, start=1):
-            try:
-                text = data.decode("utf-8-sig")
-            except UnicodeDecodeError as e:
-                yield line, data.decode("utf-8", "replace").rstrip("\n"), BadField("(line)", f"not UTF-8: {e}")
+        n = 0
+        while data := f.readline(MAX_LINE_BYTES + 1):
+            n += 1
+            if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
+                while data and not data.endswith(b"\n"):  # skip the rest of the long line, 1 MiB at a time
+                    data = f.readline(MAX_LINE_BYTES)
+                yield n, None
+            else:
+                yield n, data
+
+
+def decode_line(n: int, data: bytes) -> str:
+    """One line as text (a UTF-8 byte-order mark on line 1 dropped); UnicodeDecodeError when it is not UTF-8."""
+    return data.decode("utf-8-sig" if n == 1 else "utf-8")
+
+
+def not_utf8(e: UnicodeDecodeError) -> BadField:
+    return BadField("(line)", f"not UTF-8: byte {e.object[e.start]:#04x} at column {e.start + 1}")
+
+
+def parse_json_line(text: str):
+    """One JSON Lines line -> its value, or a BadField saying why it isn't one."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        return BadField("(line)", f"invalid JSON: {e.msg} at column {e.colno}")
+    except RecursionError:
+        return BadField("(line)", "invalid JSON: nested too deeply")
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        return BadField("(line)", f"invalid JSON: {e}")
+
+
+def jsonl_rows(path: Path):
+    """(line, raw text, value or BadField) for every non-blank line of a JSON Lines file."""
+    for line, data in file_lines(path):
+        if data is None:
+            yield line, f"<line over {MAX_LINE_BYTES:,} bytes>", BadField("(line)", f"over {MAX_LINE_BYTES:,} bytes")
+            continue
+        try:
+            text = decode_line(line, data)
+        except UnicodeDecodeError as e:
+            yield line, data.decode("utf-8", "replace").rstrip("\r\n"), not_utf8(e)
+            continue
+        if text.strip():  # blank lines are not records
+            yield line, text.rstrip("\r\n"), parse_json_line(text)
+
+
+def _jsonl_records(path: Path):
+    for line, raw, row in jsonl_rows(path):
+        if not isinstance(row, (dict, BadField)):
+            row = BadField("(line)", f"expected a JSON object, got {type(row).__name__}")
+        yield line, raw, row
+
+
+class CsvLines:
+    """The file's lines decoded one at a time, for csv.reader; remembers which lines were not UTF-8 or too long."""
+
+    def __init__(self, path: Path):
+        self.lines, self.bad = file_lines(path), {}  # bad: line number -> BadField
+
+    def __iter__(self):
+        for n, data in self.lines:
+            if data is None:
+                self.bad[n] = BadField("(line)", f"over {MAX_LINE_BYTES:,} bytes")
+                yield "\n"
                 continue
-            if not text.strip():
-                continue  # blank lines are not records
-            raw = text.rstrip("\r\n")
             try:
-                row = json.loads(text)
-            except json.JSONDecodeError as e:
-                row = BadField("(line)", f"invalid JSON: {e.msg} at column {e.colno}")
-            if not isinstance(row, (dict, BadField)):
-                row = BadField("(line)", f"expected a JSON object, got {type(row).__name__}")
-            yield line, raw, row
+                yield decode_line(n, data)
+            except UnicodeDecodeError as e:
+                self.bad[n] = not_utf8(e)
+                yield data.decode("utf-8", "replace")
 
 
 def _csv_rows(path: Path):
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
+    lines = CsvLines(path)
+    reader = csv.reader(lines)
+    try:
         header = [h.strip() for h in next(reader, [])]
-        end = reader.line_num  # a quoted cell may span lines: line_num is the file line the reader has reached
-        for cells in reader:
+    except csv.Error as e:
+        raise DataError(f"{path}:1: the header is not valid CSV: {e}") from None
+    if 1 in lines.bad:
+        raise DataError(f"{path}:1: the header: {lines.bad[1].reason}")
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{path}:1: column {repeated[0]!r} appears more than once in the header")
+    absent = [f for f in REQUIRED_FIELDS if f not in header]
+    if header and absent:
+        raise DataError(f"{path}:1: no {absent[0]!r} column (the header has: {', '.join(header) or 'nothing'})")
+    end = reader.line_num  # a quoted cell may span lines: line_num is the file line the reader has reached
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # e.g. a field over csv's size limit: this row is bad, the reader goes on
             start, end = end + 1, reader.line_num
-            if not cells:
-                continue
-            if len(cells) != len(header):
-                problem = f"expected {len(header)} cells, like the header; found {len(cells)}"
-                yield start, cells, BadField("(row)", problem)
-            else:
-                row = dict(zip(header, cells))
-                yield start, row, row
+            problem = BadField("(row)", f"malformed CSV: {e}")
+            yield start, f"<lines {start}-{end}>", lines.bad.get(start, problem)
+            continue
+        start, end = end + 1, reader.line_num
+        if not cells or cells == [""]:
+            continue
+        broken = next((lines.bad[n] for n in range(start, end + 1) if n in lines.bad), None)
+        if broken is not None:
+            yield start, cells, broken
+        elif len(cells) != len(header):
+            yield start, cells, BadField("(row)", f"expected {len(header)} cells, like the header; found {len(cells)}")
+        else:
+            row = dict(zip(header, cells))
+            yield start, row, row
 
 
 def _parquet_rows(path: Path):
-    for number, row in enumerate(pd.read_parquet(path).to_dict("records"), start=1):
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as e:  # pyarrow's errors are many (ArrowInvalid, OSError, ...): any of them means unreadable
+        raise DataError(f"{path}: not a readable Parquet file: {type(e).__name__}: {str(e)[:200]}") from None
+    absent = [f for f in REQUIRED_FIELDS if f not in frame.columns]
+    if absent:
+        raise DataError(f"{path}: no {absent[0]!r} column (the columns are: {', '.join(map(str, frame.columns))})")
+    for number, row in enumerate(frame.to_dict("records"), start=1):
         yield number, row, row
 
 
-READERS = {".jsonl": _jsonl_rows, ".ndjson": _jsonl_rows, ".csv": _csv_rows, ".parquet": _parquet_rows}
+READERS = {".jsonl": _jsonl_records, ".ndjson": _jsonl_records, ".csv": _csv_rows, ".parquet": _parquet_rows}
 
 
 @dataclass
@@ -175,6 +319,7 @@ class LoadStats:
     kept: int = 0
     rejected: int = 0
     duplicates: int = 0  # same instruction and response as an earlier row: kept once
+    derived_ids: int = 0  # kept rows that had no id: theirs is a hash of their content
     problems: list[str] = field(default_factory=list)  # the first few "file:line: field: reason", for the log
 
     def __post_init__(self):
@@ -186,8 +331,9 @@ def load_records(path: str | Path, on_bad: str = "error",
     """Read and check every record of a JSONL, CSV or Parquet file (by extension).
 
     on_bad="error": any bad row raises DataError listing `file:line: field: reason` for the first 5 and the count.
-    on_bad="skip": bad rows are dropped and written to rejects_path (JSONL of line, field, reason, raw), if given.
-    Either way kept + rejected + duplicates == read: nothing is lost without a count.
+    on_bad="skip": bad rows are dropped and written to rejects_path (JSONL of line, problems, raw), if given.
+    Either way kept + rejected + duplicates == read: nothing is lost without a count. Two different rows with the
+    same id (given, or derived) are a reject of the later one: an id must name one row.
     """
     if on_bad not in ("error", "skip"):
         raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
@@ -195,29 +341,39 @@ def load_records(path: str | Path, on_bad: str = "error",
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(f"{path}: unknown file type {path.suffix!r}: use {', '.join(READERS)}")
-    records, rejects, seen, read, duplicates = [], [], set(), 0, 0
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    records, rejects, seen, ids, read, duplicates, derived = [], [], set(), {}, 0, 0, 0
     for line, raw, row in reader(path):
         read += 1
         try:
             if isinstance(row, BadField):
-                raise row
+                raise BadRow([row])
             record = validate_record(row)
-        except BadField as bad:
-            rejects.append({"line": line, "field": bad.field, "reason": bad.reason, "raw": raw})
+            key = (record["instruction"], record["response"])
+            if key in seen:
+                duplicates += 1
+                continue
+            if record["id"] in ids:
+                raise BadRow([BadField("id", f"{record['id']!r} is also the id of line {ids[record['id']]}, a "
+                                              "different row")])
+        except BadRow as bad:
+            rejects.append({"line": line, "problems": [{"field": p.field, "reason": p.reason} for p in bad.problems],
+                            "raw": raw})
             continue
-        key = (record["instruction"], record["response"])
-        if key in seen:
-            duplicates += 1
-        else:
-            seen.add(key)
-            records.append(record)
-    problems = [f"{path}:{r['line']}: {r['field']}: {r['reason']}" for r in rejects[:SHOWN_PROBLEMS]]
-    stats = LoadStats(read, len(records), len(rejects), duplicates, problems)
+        seen.add(key)
+        ids[record["id"]] = line
+        records.append(record)
+        derived += _is_null(row.get("id"))
+    if read == 0:
+        only = "is empty" if path.stat().st_size == 0 else "holds no data row"
+        raise DataError(f"{path}: no data rows: the file {only}")
+    problems = [f"{path}:{r['line']}: " + "; ".join(f"{p['field']}: {p['reason']}" for p in r["problems"])
+                for r in rejects[:SHOWN_PROBLEMS]]
+    stats = LoadStats(read, len(records), len(rejects), duplicates, derived, problems)
     if rejects and on_bad == "error":
         raise DataError(f"{path}: {len(rejects)} of {read} rows are invalid (first {len(problems)} shown):\n  "
-                        + "\n  ".join(problems)
-                        + "\nFix them, or drop them with on_bad='skip' (--on-bad skip): "
-                        "they are then listed in a rejects file.")
+                        + "\n  ".join(problems) + "\n" + ON_BAD_HINT)
     if rejects_path is not None:
         Path(rejects_path).parent.mkdir(parents=True, exist_ok=True)
         with open(rejects_path, "w") as f:

@@ -43,7 +43,7 @@ def write_jsonl(path, rows):
 BAD_ROWS = [
     ('{"id": "x", "instruction": "hi", ', "(line)"),  # not JSON
     ("[1, 2, 3]", "(line)"),  # JSON but not an object
-    ({**record(3), "id": None}, "id"),
+    ({**record(3), "id": ["not", "text"]}, "id"),  # a missing id is fine (derived); a list is not an id
     ({k: v for k, v in record(4).items() if k != "response"}, "response"),
     ({**record(5), "instruction": "   "}, "instruction"),
     ({**record(6), "response": 42}, "response"),
@@ -84,8 +84,8 @@ def test_skip_mode_writes_every_reject_and_loses_nothing(tmp_path):
     assert (stats.read, stats.kept, stats.rejected, stats.duplicates) == (n_rows, 3, len(expected), 1)
     assert stats.kept + stats.rejected + stats.duplicates == stats.read
     written = [json.loads(line) for line in rejects.read_text().splitlines()]
-    assert {r["line"]: r["field"] for r in written} == expected
-    assert all(r["reason"] and r["raw"] for r in written)
+    assert {r["line"]: r["problems"][0]["field"] for r in written} == expected
+    assert all(len(r["problems"]) == 1 and r["problems"][0]["reason"] and r["raw"] for r in written)
     assert written[0]["raw"] == path.read_text().splitlines()[4]  # the raw text of the broken line
     by_id = {r["id"]: r for r in records}
     assert by_id["r1"]["likes"] is None and by_id["r1"]["comments"] is None  # null stays null, never 0
