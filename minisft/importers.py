@@ -8,11 +8,12 @@ Scrapers stopped working in 2023, so we read what people can download themselves
   bluesky           app.bsky.feed.getAuthorFeed JSON (one page, a JSON array of pages, or JSONL)
   generic           any CSV/JSONL, with --map text=body,likes=favs,...
 
-Every reader returns "rows": {id, text, likes, comments, impressions, created_at, skip}, where skip
-is None or the reason the row is not training data (retweet, reply, ...). One place (import_posts)
-decides what is kept, merges rows that share an id, and counts every row, so nothing disappears
-without showing up in the summary. A metric a source lacks is None, never 0: a model conditioned on
-"0 likes" would learn that the post flopped, which we do not know.
+Every reader returns "rows": {id, text, likes, comments, impressions, created_at, author, skip}, where skip is
+None or the reason the row is not training data (retweet, reply, ..., or "invalid" for a row we can't read, with
+its problem). One place (import_posts) decides what is kept, merges rows that share an id, and counts every row:
+read = kept + skipped for each input, so nothing disappears without showing up in the summary. A metric a source
+lacks is None, never 0: a model conditioned on "0 likes" would learn that the post flopped, which we do not know.
+JSON Lines and CSV are read line by line exactly as the training loader reads them (records.py).
 """
 
 import argparse
@@ -30,12 +31,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from minisft import topics
+from minisft.records import MAX_COUNT, DataError, csv_table, jsonl_rows, short_repr
 
 SUPPORTED = ("supported formats: X account archive (folder, .zip or data/tweets.js), X analytics CSV "
              "('Post id' or legacy 'Tweet id' header), Bluesky getAuthorFeed JSON/JSONL, "
              "or any CSV/JSONL together with --map text=COLUMN,...")
 METRICS = ("likes", "comments", "impressions")
-MAP_FIELDS = ("id", "text", "created_at", *METRICS, "instruction", "topic", "style")
+MAP_FIELDS = ("id", "text", "created_at", *METRICS, "instruction", "topic", "style", "author")
+MAX_MEMBER_BYTES = 1 << 30  # a zip member is read only up to 1 GiB uncompressed: a zip bomb can't fill memory
+SHOWN_PROBLEMS = 5
 
 TCO = re.compile(r"[ \t]*https?://t\.co/\w+")        # t.co short links, with the space before them
 LEADING_MENTIONS = re.compile(r"^(?:@\w+\s+)+")      # "@alice @bob " that X puts in front of replies
@@ -45,7 +49,7 @@ TWITTER_EPOCH_MS = 1288834974657  # snowflake ids carry their creation time: (id
 
 
 class BadInput(ValueError):
-    """An input file we cannot read; the message names the file, the line/row and the field."""
+    """An input we cannot read; the message names the file, the line/row and the field."""
 
 
 # --- Values -----------------------------------------------------------------------------------------
@@ -56,11 +60,11 @@ def parse_count(value, where: str) -> int | None:
     if raw is None or raw in ("", "-"):
         return None
     try:
-        number = float(raw)
-    except (TypeError, ValueError):
+        number = float(raw) if isinstance(raw, (int, float, str)) and not isinstance(raw, bool) else -1.0
+    except (ValueError, OverflowError):
         number = -1.0
-    if isinstance(raw, bool) or number < 0 or not number.is_integer():
-        raise BadInput(f"{where}: not a count: {value!r}")
+    if not 0 <= number <= MAX_COUNT or not number.is_integer():  # NaN fails both comparisons
+        raise BadInput(f"{where}: not a count: {short_repr(value)}")
     return int(number)
 
 
@@ -71,7 +75,7 @@ TIME_FORMATS = ("%a %b %d %H:%M:%S %z %Y",  # archive:        Wed Aug 29 20:21:0
 
 def parse_time(value, where: str) -> datetime:
     """Any timestamp our sources use -> an aware UTC datetime (naive ones are taken as UTC)."""
-    text = str(value).strip()
+    text, when = str(value).strip(), None
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
@@ -81,21 +85,27 @@ def parse_time(value, where: str) -> datetime:
                 break
             except ValueError:
                 continue
-        else:
-            raise BadInput(f"{where}: not a date/time: {value!r}") from None
+    if when is None:
+        raise BadInput(f"{where}: not a date/time: {short_repr(value)}")
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc)
+    try:
+        return when.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # year 1 with a positive offset falls off the calendar
+        raise BadInput(f"{where}: date/time out of range: {short_repr(value)}") from None
 
 
 def iso(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def snowflake_time(post_id: str) -> datetime | None:
     if not post_id.isdigit() or int(post_id) >> 22 == 0:
         return None
-    return datetime.fromtimestamp(((int(post_id) >> 22) + TWITTER_EPOCH_MS) / 1000, timezone.utc)
+    try:
+        return datetime.fromtimestamp(((int(post_id) >> 22) + TWITTER_EPOCH_MS) / 1000, timezone.utc)
+    except (OverflowError, ValueError, OSError):  # an id too large to be a real snowflake
+        return None
 
 
 def clean_x_text(text: str, urls: list, links: str, reply: bool) -> str:
@@ -105,31 +115,79 @@ def clean_x_text(text: str, urls: list, links: str, reply: bool) -> str:
         text = LEADING_MENTIONS.sub("", text)
     if links == "expand":
         for u in urls:
-            if u.get("url") and u.get("expanded_url"):
+            if isinstance(u.get("url"), str) and isinstance(u.get("expanded_url"), str) and u["url"]:
                 text = text.replace(u["url"], u["expanded_url"])
     # What is left are media links (photos live in the archive, not in the text) and links we
     # cannot expand. A t.co hash means nothing to the model, so it goes.
     return TCO.sub("", text).strip()
 
 
-def row(post_id, text, created_at, likes=None, comments=None, impressions=None, skip=None) -> dict:
+def row(post_id, text, created_at, likes=None, comments=None, impressions=None, skip=None, author=None) -> dict:
     return {"id": str(post_id), "text": text, "created_at": created_at, "likes": likes,
-            "comments": comments, "impressions": impressions, "skip": skip}
+            "comments": comments, "impressions": impressions, "author": author, "skip": skip}
+
+
+def invalid(problem: str, raw) -> dict:
+    """A row we could not read: counted as skipped ("invalid"), listed with its problem, never dropped silently."""
+    return {"id": None, "text": "", "skip": "invalid", "problem": problem, "raw": raw}
+
+
+def _obj(x) -> dict:
+    return x if isinstance(x, dict) else {}
+
+
+def _str(x) -> str | None:
+    return x if isinstance(x, str) else None
+
+
+def decode(data: bytes, where: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise BadInput(f"{where}: line {line}: not UTF-8 (byte {data[e.start]:#04x})") from None
+
+
+def load_json_document(text: str, where: str):
+    """One whole JSON document (an archive file, a page array): a fault is one BadInput naming its line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{where}: line {e.lineno}: invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise BadInput(f"{where}: invalid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise BadInput(f"{where}: invalid JSON: {e}") from None
 
 
 # --- X account archive ------------------------------------------------------------------------------
 
-def archive_files(path: Path) -> list[tuple[str, str]]:
-    """(name for messages, text) of every tweets file in a folder, a .zip, or one .js file."""
+def read_member(zf: zipfile.ZipFile, name: str, where: str) -> bytes:
+    info = zf.getinfo(name)
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise BadInput(f"{where}: {info.file_size:,} bytes uncompressed, over the {MAX_MEMBER_BYTES:,}-byte limit "
+                       "for one archive file (unpack the archive and pass its folder)")
+    with zf.open(name) as f:
+        data = f.read(MAX_MEMBER_BYTES + 1)  # the size in the zip's directory can lie: never read past the limit
+    if len(data) > MAX_MEMBER_BYTES:
+        raise BadInput(f"{where}: more than {MAX_MEMBER_BYTES:,} bytes uncompressed (its zip entry said "
+                       f"{info.file_size:,})")
+    return data
+
+
+def archive_files(path: Path, pattern: re.Pattern = ARCHIVE_FILE) -> list[tuple[str, str]]:
+    """(name for messages, text) of every archive file matching `pattern` in a folder, a .zip, or one .js file."""
     if path.is_file() and zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            names = sorted(n for n in zf.namelist()
-                           if ARCHIVE_FILE.match(Path(n).name) and "__MACOSX" not in n)
-            return [(f"{path}:{n}", zf.read(n).decode("utf-8-sig")) for n in names]
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = sorted(n for n in zf.namelist() if pattern.match(Path(n).name) and "__MACOSX" not in n)
+                return [(f"{path}:{n}", decode(read_member(zf, n, f"{path}:{n}"), f"{path}:{n}")) for n in names]
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as e:
+            raise BadInput(f"{path}: a broken or unsupported zip file: {e}") from None
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.js") if ARCHIVE_FILE.match(p.name))
-        return [(str(p), p.read_text(encoding="utf-8-sig")) for p in files]
-    return [(str(path), path.read_text(encoding="utf-8-sig"))]
+        files = sorted(p for p in path.rglob("*.js") if pattern.match(p.name))
+        return [(str(p), decode(p.read_bytes(), str(p))) for p in files]
+    return [(str(path), decode(path.read_bytes(), str(path)))] if pattern is ARCHIVE_FILE else []
 
 
 def load_ytd(text: str, where: str):
@@ -137,38 +195,52 @@ def load_ytd(text: str, where: str):
     prefix = YTD_PREFIX.match(text)
     if not prefix:
         raise BadInput(f"{where}: line 1: expected 'window.YTD.tweets.part0 = [' (an X archive file)")
-    try:  # the prefix holds no newline, so JSON line numbers are file line numbers
-        return json.loads(text[prefix.end():])
-    except json.JSONDecodeError as e:
-        raise BadInput(f"{where}: line {e.lineno}: invalid JSON: {e.msg}") from None
+    # the prefix holds no newline, so JSON line numbers are file line numbers
+    return load_json_document(text[prefix.end():], where)
+
+
+def archive_author(path: Path) -> str | None:
+    """The account's @username from the archive's data/account.js, when it has one."""
+    for where, text in archive_files(path, re.compile(r"^account\.js$")):
+        try:
+            accounts = load_ytd(text, where)
+        except BadInput:
+            return None
+        for item in accounts if isinstance(accounts, list) else []:
+            name = _str(_obj(_obj(item).get("account")).get("username"))
+            if name:
+                return name
+    return None
 
 
 def read_x_archive(path: Path, replies: bool = False, links: str = "expand") -> list[dict]:
-    tweets = []
+    tweets, rows = [], []
     for where, text in archive_files(path):
         items = load_ytd(text, where)
         if not isinstance(items, list):
             raise BadInput(f"{where}: expected a JSON array of {{'tweet': ...}} items")
         for i, item in enumerate(items):
-            tweet = item.get("tweet", item) if isinstance(item, dict) else None
+            tweet = _obj(item).get("tweet", item)
             if not isinstance(tweet, dict):
-                raise BadInput(f"{where}: item {i}: expected an object with a 'tweet' field")
-            tweet.setdefault("full_text", tweet.get("text"))  # the oldest archives call it "text"
-            for field in ("id_str", "full_text", "created_at"):
-                if not isinstance(tweet.get(field), str):
-                    raise BadInput(f"{where}: item {i}: missing or non-string field '{field}'")
-            tweets.append((f"{where}: item {i}", tweet))
-    if not tweets:
+                rows.append(invalid(f"{where}: item {i}: expected an object with a 'tweet' field", item))
+                continue
+            tweet = {**tweet, "full_text": tweet.get("full_text", tweet.get("text"))}  # the oldest call it "text"
+            missing = [f for f in ("id_str", "full_text", "created_at") if not isinstance(tweet.get(f), str)]
+            if missing:
+                rows.append(invalid(f"{where}: item {i}: missing or non-string field '{missing[0]}'", item))
+            else:
+                tweets.append((f"{where}: item {i}", tweet))
+    if not tweets and not rows:
         raise BadInput(f"{path}: no data/tweets.js (or tweets-partN.js / tweet.js) found; {SUPPORTED}")
     ids = {t["id_str"] for _, t in tweets}
     # Whoever we reply to when answering a tweet of this archive is us: that finds our user id,
     # which catches self-replies to tweets that have since been deleted.
-    me = {t.get("in_reply_to_user_id_str") for _, t in tweets if t.get("in_reply_to_status_id_str") in ids}
+    me = {_str(t.get("in_reply_to_user_id_str")) for _, t in tweets if t.get("in_reply_to_status_id_str") in ids}
     me.discard(None)
-    rows = []
+    author = archive_author(path)
     for where, t in tweets:
         text = t["full_text"]
-        to_status, to_user = t.get("in_reply_to_status_id_str"), t.get("in_reply_to_user_id_str")
+        to_status, to_user = _str(t.get("in_reply_to_status_id_str")), _str(t.get("in_reply_to_user_id_str"))
         # A reply to one of our own tweets is a thread: keep it. Replies to others lean on a
         # conversation the model never sees, so they are opt-in.
         if text.startswith("RT @"):
@@ -177,32 +249,27 @@ def read_x_archive(path: Path, replies: bool = False, links: str = "expand") -> 
             skip = "reply"
         else:
             skip = None
-        clean = clean_x_text(text, t.get("entities", {}).get("urls", []), links, bool(to_status or to_user))
-        rows.append(row(t["id_str"], clean, iso(parse_time(t["created_at"], f"{where}: field 'created_at'")),
-                        likes=parse_count(t.get("favorite_count"), f"{where}: field 'favorite_count'"),
-                        skip=skip))
+        urls = [u for u in _obj(t.get("entities")).get("urls") or [] if isinstance(u, dict)]
+        try:
+            rows.append(row(t["id_str"], clean_x_text(text, urls, links, bool(to_status or to_user)),
+                            iso(parse_time(t["created_at"], f"{where}: field 'created_at'")),
+                            likes=parse_count(t.get("favorite_count"), f"{where}: field 'favorite_count'"),
+                            skip=skip, author=author))
+        except BadInput as e:
+            rows.append(invalid(str(e), t))
     return rows
 
 
 # --- CSV files (X analytics and generic) ------------------------------------------------------------
 
-def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
-    """Header and (line number, row) pairs; short or long rows are errors, not silent Nones."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader, [])]
-            out = []
-            for values in reader:
-                if not any(v.strip() for v in values):
-                    continue  # a blank line is not a row
-                if len(values) != len(header):
-                    raise BadInput(f"{path}: line {reader.line_num}: expected {len(header)} fields "
-                                   f"(as in the header), got {len(values)}")
-                out.append((reader.line_num, dict(zip(header, values))))
-        except csv.Error as e:
-            raise BadInput(f"{path}: line {reader.line_num}: malformed CSV: {e}") from None
-    return header, out
+def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict | None, str | None]]]:
+    """Header and (line number, row, problem) triples: row None and the problem when the line is unreadable."""
+    try:
+        header, rows = csv_table(path)
+        return header, [(n, None if bad else dict(zip(header, cells)), bad and f"{path}: line {n}: {bad.reason}")
+                        for n, cells, bad in rows]
+    except DataError as e:  # the header itself is unreadable: the whole file is
+        raise BadInput(str(e)) from None
 
 
 def find_column(header: list[str], path: Path, *names: str, required: bool = True) -> str | None:
@@ -226,78 +293,86 @@ def read_x_analytics(path: Path, replies: bool = False, links: str = "expand") -
            "comments": find_column(header, path, "replies", required=False),
            "impressions": find_column(header, path, "impressions", required=False)}
     out = []
-    for line, r in rows:
-        where = f"{path}: line {line}"
-        post_id = r[col["id"]].strip()
-        if not post_id.isdigit():
-            raise BadInput(f"{where}: field '{col['id']}': not a post id: {post_id!r}")
-        when = parse_time(r[col["time"]], f"{where}: field '{col['time']}'")
-        # The new export only has the day. The id itself knows the second (snowflake), so use it
-        # when it agrees with that day (the column is in the exporter's time zone: allow a day).
-        exact = snowflake_time(post_id)
-        if exact and abs(exact - when) <= timedelta(days=1, hours=12):
-            when = exact
-        text = r[col["text"]]
-        # The CSV does not say what a post replies to; X starts a reply with the @handles it answers.
-        # When an archive holds the same id, its decision wins (see import_posts).
-        skip = "retweet" if text.startswith("RT @") else None
-        if skip is None and text.startswith("@") and not replies:
-            skip = "reply"
-        metrics = {k: parse_count(r[c], f"{where}: field '{c}'") if c else None
-                   for k, c in col.items() if k in METRICS}
-        out.append(row(post_id, clean_x_text(text, [], links, reply=text.startswith("@")),
-                       iso(when), skip=skip, **metrics))
+    for line, r, problem in rows:
+        if problem:
+            out.append(invalid(problem, None))
+            continue
+        try:
+            out.append(analytics_row(r, col, f"{path}: line {line}", replies, links))
+        except BadInput as e:
+            out.append(invalid(str(e), r))
     return out
+
+
+def analytics_row(r: dict, col: dict, where: str, replies: bool, links: str) -> dict:
+    post_id = r[col["id"]].strip()
+    if not post_id.isdigit():
+        raise BadInput(f"{where}: field '{col['id']}': not a post id: {short_repr(post_id)}")
+    when = parse_time(r[col["time"]], f"{where}: field '{col['time']}'")
+    # The new export only has the day. The id itself knows the second (snowflake), so use it
+    # when it agrees with that day (the column is in the exporter's time zone: allow a day).
+    exact = snowflake_time(post_id)
+    if exact and abs(exact - when) <= timedelta(days=1, hours=12):
+        when = exact
+    text = r[col["text"]]
+    # The CSV does not say what a post replies to; X starts a reply with the @handles it answers.
+    # When an archive holds the same id, its decision wins (see import_posts).
+    skip = "retweet" if text.startswith("RT @") else None
+    if skip is None and text.startswith("@") and not replies:
+        skip = "reply"
+    metrics = {k: parse_count(r[c], f"{where}: field '{c}'") if c else None for k, c in col.items() if k in METRICS}
+    return row(post_id, clean_x_text(text, [], links, reply=text.startswith("@")), iso(when), skip=skip, **metrics)
 
 
 # --- Bluesky ----------------------------------------------------------------------------------------
 
 def load_json_pages(path: Path) -> list[tuple[str, object]]:
-    """A JSON document (object or array: 'item 3') or JSON Lines ('line 3'), as (where, value) pairs."""
-    text = path.read_text(encoding="utf-8-sig")
-    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    """A JSON document (object or array: 'item 3') or JSON Lines ('line 3'), as (where, value) pairs.
+
+    JSON Lines go through records.jsonl_rows, the training loader's own line reader: a line that is not JSON
+    comes back as a records.BadField value, for the caller to count as an invalid row.
+    """
     if path.suffix.lower() != ".jsonl":
+        data = path.read_bytes()
         try:
-            doc = json.loads(text)
+            doc = load_json_document(decode(data, str(path)), str(path))
             return [(f"item {i}", value) for i, value in enumerate(doc if isinstance(doc, list) else [doc])]
-        except json.JSONDecodeError as e:
-            if len(lines) < 2:  # not JSON Lines either
-                raise BadInput(f"{path}: line {e.lineno}: invalid JSON: {e.msg}") from None
-    pages = []
-    for n, ln in lines:
-        try:
-            pages.append((f"line {n}", json.loads(ln)))
-        except json.JSONDecodeError as e:
-            raise BadInput(f"{path}: line {n}: invalid JSON: {e.msg}") from None
-    return pages
+        except BadInput:
+            if len([ln for ln in data.split(b"\n") if ln.strip()]) < 2:  # not JSON Lines either
+                raise
+    return [(f"line {n}", value) for n, _, value in jsonl_rows(path)]
 
 
 def read_bluesky(path: Path, replies: bool = False) -> list[dict]:
-    items = []  # (where, item, post)
+    items, out = [], []  # items: (where, item, post)
     for where, page in load_json_pages(path):
-        if not isinstance(page, dict) or not isinstance(page.get("feed"), list):
-            raise BadInput(f"{path}: {where}: expected a getAuthorFeed page {{'feed': [...]}}")
+        if hasattr(page, "reason"):
+            out.append(invalid(f"{path}: {where}: {page.reason}", None))
+            continue
+        if not isinstance(_obj(page).get("feed"), list):
+            out.append(invalid(f"{path}: {where}: expected a getAuthorFeed page {{'feed': [...]}}", page))
+            continue
         for i, item in enumerate(page["feed"]):
-            post = item.get("post") if isinstance(item, dict) else None
-            post = post if isinstance(post, dict) else {}
-            record = post.get("record") if isinstance(post.get("record"), dict) else {}
+            post = _obj(_obj(item).get("post"))
+            record = _obj(post.get("record"))
             for name, value in (("post.uri", post.get("uri")), ("post.record.text", record.get("text")),
                                 ("post.record.createdAt", record.get("createdAt"))):
                 if not isinstance(value, str):
-                    raise BadInput(f"{path}: {where}: feed[{i}]: missing or non-string field '{name}'")
-            items.append((f"{path}: {where}: feed[{i}]", item, post))
+                    out.append(invalid(f"{path}: {where}: feed[{i}]: missing or non-string field '{name}'", item))
+                    break
+            else:
+                items.append((f"{path}: {where}: feed[{i}]", _obj(item), post))
 
     def author(post):  # at://did:plc:abc/app.bsky.feed.post/3k... -> did:plc:abc
-        return (post.get("author") or {}).get("did") or post["uri"].split("/")[2]
+        return _str(_obj(post.get("author")).get("did")) or (post["uri"].split("/") + ["", "", ""])[2]
 
     # The feed's owner: whoever wrote the posts that are not reposts.
     own = Counter(author(post) for _, item, post in items if not item.get("reason"))
     owner = own.most_common(1)[0][0] if own else None
-    out = []
     for where, item, post in items:
         record = post["record"]
-        parent = ((record.get("reply") or {}).get("parent") or {}).get("uri", "")
-        if "repost" in str((item.get("reason") or {}).get("$type", "")).lower():
+        parent = _str(_obj(_obj(record.get("reply")).get("parent")).get("uri")) or ""
+        if "repost" in str(_obj(item.get("reason")).get("$type", "")).lower():
             skip = "repost"
         elif author(post) != owner:
             skip = "other_author"
@@ -305,11 +380,14 @@ def read_bluesky(path: Path, replies: bool = False) -> list[dict]:
             skip = "reply"  # a reply in our own thread (parent is ours) is kept
         else:
             skip = None
-        out.append(row(post["uri"], record["text"].strip(),
-                       iso(parse_time(record["createdAt"], f"{where}: field 'post.record.createdAt'")),
-                       likes=parse_count(post.get("likeCount"), f"{where}: field 'post.likeCount'"),
-                       comments=parse_count(post.get("replyCount"), f"{where}: field 'post.replyCount'"),
-                       skip=skip))
+        try:
+            out.append(row(post["uri"], record["text"].strip(),
+                           iso(parse_time(record["createdAt"], f"{where}: field 'post.record.createdAt'")),
+                           likes=parse_count(post.get("likeCount"), f"{where}: field 'post.likeCount'"),
+                           comments=parse_count(post.get("replyCount"), f"{where}: field 'post.replyCount'"),
+                           skip=skip, author=_str(_obj(post.get("author")).get("handle")) or author(post)))
+        except BadInput as e:
+            out.append(invalid(str(e), item))
     return out
 
 
@@ -329,34 +407,44 @@ def parse_mapping(spec: str) -> dict[str, str]:
 
 
 def read_generic(path: Path, mapping: dict[str, str]) -> list[dict]:
+    out, rows = [], []  # rows: (where, {field: value}, raw)
     if path.suffix.lower() == ".csv":
-        header, rows = read_csv_rows(path)
+        header, lines = read_csv_rows(path)
         column = {f: find_column(header, path, c) for f, c in mapping.items()}
-        rows = [(f"line {n}", {f: r[column[f]] for f in mapping}) for n, r in rows]
+        for n, r, problem in lines:
+            if problem:
+                out.append(invalid(problem, None))
+            else:
+                rows.append((f"line {n}", {f: r[column[f]] for f in mapping}, r))
     else:
-        rows = load_json_pages(path)
-        for where, value in rows:
+        for where, value in load_json_pages(path):
             if not isinstance(value, dict):
-                raise BadInput(f"{path}: {where}: expected a JSON object")
+                reason = value.reason if hasattr(value, "reason") else "expected a JSON object"
+                out.append(invalid(f"{path}: {where}: {reason}", None if hasattr(value, "reason") else value))
+            else:
+                rows.append((where, {f: value.get(c) for f, c in mapping.items()}, value))
         for field, column in mapping.items():
-            if not any(column in value for _, value in rows):
+            if rows and not any(r[field] is not None for _, r, _ in rows):
                 raise BadInput(f"{path}: column '{column}' (for {field}) is in no line")
-        rows = [(where, {f: value.get(c) for f, c in mapping.items()}) for where, value in rows]
-    out = []
-    for where, r in rows:
-        where = f"{path}: {where}: field"
-        text = "" if r["text"] is None else str(r["text"]).strip()
-        # No id column: a hash of the text is stable across runs and re-orderings of the file.
-        has_id = r.get("id") not in (None, "")
-        post_id = str(r["id"]).strip() if has_id else "text-" + hashlib.sha1(text.encode()).hexdigest()[:16]
-        when = r.get("created_at") and iso(parse_time(r["created_at"], f"{where} '{mapping['created_at']}'"))
-        metrics = {m: parse_count(r.get(m), f"{where} '{mapping.get(m)}'") for m in METRICS}
-        given = {k: str(r[k]).strip() for k in ("instruction", "topic", "style") if r.get(k)}
-        for key, allowed in (("topic", topics.TOPICS), ("style", topics.STYLES)):
-            if key in given and given[key] not in allowed:
-                raise BadInput(f"{where} '{mapping[key]}': {given[key]!r} is not one of {', '.join(allowed)}")
-        out.append({**row(post_id, text, when or None, **metrics), **given})
+    for where, r, raw in rows:
+        try:
+            out.append(generic_row(r, mapping, f"{path}: {where}: field"))
+        except BadInput as e:
+            out.append(invalid(str(e), raw))
     return out
+
+
+def generic_row(r: dict, mapping: dict, where: str) -> dict:
+    text = "" if r["text"] is None else str(r["text"]).strip()
+    # No id column: a hash of the text is stable across runs and re-orderings of the file.
+    has_id = r.get("id") not in (None, "")
+    post_id = str(r["id"]).strip() if has_id else "text-" + hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()[:16]
+    when = r.get("created_at") and iso(parse_time(r["created_at"], f"{where} '{mapping['created_at']}'"))
+    metrics = {m: parse_count(r.get(m), f"{where} '{mapping.get(m)}'") for m in METRICS}
+    # Topic, style and author are taken as given: your own topics ("cooking") are as welcome as the built-in ones.
+    given = {k: str(r[k]).strip() for k in ("instruction", "topic", "style") if r.get(k) not in (None, "")}
+    author = str(r["author"]).strip() if r.get("author") not in (None, "") else None
+    return {**row(post_id, text, when or None, author=author, **metrics), **given}
 
 
 # --- Detection, merging, records --------------------------------------------------------------------
@@ -370,7 +458,10 @@ def detect_format(path: Path, mapping: dict | None = None) -> str:
         head = f.read(65536)
     if YTD_PREFIX.match(head):
         return "x_archive"
-    first = next(csv.reader(io.StringIO(head)), [])
+    try:
+        first = next(csv.reader(io.StringIO(head)), [])
+    except csv.Error:  # a stray quote or a bare CR: not a CSV header we know
+        first = []
     columns = {c.strip().lower() for c in first}
     if {"post id", "post text"} <= columns or {"tweet id", "tweet text"} <= columns:
         return "x_analytics"
@@ -382,9 +473,9 @@ def detect_format(path: Path, mapping: dict | None = None) -> str:
 
 
 def merge_into(kept: dict, new: dict) -> None:
-    """Same post from two inputs. Text and time: the first input (archives go first) wins.
+    """Same post from two inputs. Text, time and author: the first input (archives go first) wins.
     Counts only grow, so the larger one is the fresher snapshot."""
-    for key in ("text", "created_at", "instruction", "topic", "style"):
+    for key in ("text", "created_at", "author", "instruction", "topic", "style"):
         if not kept.get(key) and new.get(key):
             kept[key] = new[key]
     for m in METRICS:
@@ -401,30 +492,52 @@ def to_record(post: dict, source: str) -> dict:
     instruction = post.get("instruction") or topics.instruction_for(topic, style, rng)
     return {"id": post["id"], "instruction": instruction, "response": post["text"],
             "likes": post["likes"], "comments": post["comments"], "impressions": post["impressions"],
-            "topic": topic, "style": style, "source": source, "created_at": post["created_at"]}
+            "topic": topic, "style": style, "source": source, "author": post.get("author"),
+            "created_at": post["created_at"]}
 
 
-def import_posts(paths, replies=False, links="expand", source="own", mapping=None, log=print) -> list[dict]:
-    """Read every input, keep what is training data, merge by id, return sorted records."""
+def read_input(p: Path, replies: bool, links: str, mapping: dict | None) -> tuple[str, list[dict]]:
+    fmt = detect_format(p, mapping)
+    if fmt == "x_archive":
+        return fmt, read_x_archive(p, replies, links)
+    if fmt == "x_analytics":
+        return fmt, read_x_analytics(p, replies, links)
+    if fmt == "bluesky":
+        return fmt, read_bluesky(p, replies)
+    return fmt, read_generic(p, mapping)
+
+
+def import_posts(paths, replies=False, links="expand", source="own", mapping=None, on_bad="error",
+                 log=print) -> tuple[list[dict], dict]:
+    """Read every input, keep what is training data, merge by id: (sorted records, report).
+
+    report: {"inputs": [{path, format, read, kept, skipped: {reason: n}}], "merged": n, "invalid": [rows]}, where
+    read = kept + skipped for each input, and the kept rows of all inputs = the records + the merged rows.
+    An invalid row (a bad count, date, or line) stops the import with the first few problems when on_bad is
+    "error"; with "skip" it is counted in the summary and returned in report["invalid"] for the rejects file.
+    """
     batches = []
     for p in map(Path, paths):
-        fmt = detect_format(p, mapping)
-        if fmt == "x_archive":
-            rows = read_x_archive(p, replies, links)
-        elif fmt == "x_analytics":
-            rows = read_x_analytics(p, replies, links)
-        elif fmt == "bluesky":
-            rows = read_bluesky(p, replies)
-        else:
-            rows = read_generic(p, mapping)
-        batches.append((p, fmt, rows))
+        try:
+            batches.append((p, *read_input(p, replies, links, mapping)))
+        except OSError as e:
+            raise BadInput(f"{p}: can't be read: {e.strerror or e}") from None
+    invalids = [r for _, _, rows in batches for r in rows if r["skip"] == "invalid"]
+    if invalids and on_bad == "error":
+        shown = [r["problem"] for r in invalids[:SHOWN_PROBLEMS]]
+        rows = "1 row" if len(invalids) == 1 else f"{len(invalids)} rows"
+        raise BadInput(f"{rows} can't be read (first {len(shown)} shown):\n  " + "\n  ".join(shown)
+                       + "\nFix them, or skip them with --on-bad skip: they are then counted as 'invalid' and "
+                         "written to a .rejected.jsonl file next to --out.")
     # The archive knows what each tweet replies to; a CSV only guesses from a leading "@".
-    decided = {r["id"]: r["skip"] for _, fmt, rows in batches if fmt == "x_archive" for r in rows}
-    merged, n_merged = {}, 0
+    decided = {r["id"]: r["skip"] for _, fmt, rows in batches if fmt == "x_archive" for r in rows
+               if r["skip"] != "invalid"}
+    merged, n_merged, inputs = {}, 0, []
     for p, fmt, rows in sorted(batches, key=lambda b: b[1] != "x_archive"):  # stable: archives first
         reasons = Counter()
         for r in rows:
-            skip = decided.get(r["id"], r["skip"]) or (None if r["text"] else "empty")
+            skip = r["skip"] if r["skip"] == "invalid" else decided.get(r["id"], r["skip"])
+            skip = skip or (None if r["text"] else "empty")
             if skip:
                 reasons[skip] += 1
             elif r["id"] in merged:
@@ -432,31 +545,36 @@ def import_posts(paths, replies=False, links="expand", source="own", mapping=Non
                 n_merged += 1
             else:
                 merged[r["id"]] = dict(r)
+        kept = len(rows) - sum(reasons.values())
+        inputs.append({"path": str(p), "format": fmt, "read": len(rows), "kept": kept, "skipped": dict(reasons)})
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none"
-        log(f"{p} ({fmt}): {len(rows)} read, {len(rows) - sum(reasons.values())} kept, skipped: {skipped}")
+        log(f"{p} ({fmt}): {len(rows)} read, {kept} kept, skipped: {skipped}")
     log(f"merged: {n_merged} rows joined a post with the same id from an earlier row -> {len(merged)} posts")
     records = [to_record(r, source) for r in merged.values()]
-    return sorted(records, key=lambda r: (r["created_at"] or "", r["id"]))
+    records.sort(key=lambda r: (r["created_at"] or "", r["id"]))
+    return records, {"inputs": inputs, "merged": n_merged, "invalid": invalids}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m minisft.importers", description=__doc__.split("\n\n")[0],
                                  epilog=SUPPORTED)
     ap.add_argument("paths", nargs="+", help="exports to read; the format of each is detected")
-    ap.add_argument("--out", required=True, help="output JSONL in the shipped record schema")
+    ap.add_argument("--out", required=True, help="output JSONL in the training record schema")
     ap.add_argument("--replies", action="store_true",
                     help="also keep replies to other people (threads of your own are always kept)")
     ap.add_argument("--links", choices=("expand", "strip"), default="expand",
                     help="t.co links: expand to the real URL when the archive knows it, or strip them")
-    ap.add_argument("--source", choices=("own", "viral", "diverse"), default="own",
-                    help="value of the 'source' field of every record")
+    ap.add_argument("--source", default="own", help="value of the 'source' field of every record (default: own)")
     ap.add_argument("--map", default=None,
-                    help="column mapping for a generic CSV/JSONL, e.g. text=body,likes=favs,id=tweet_id")
+                    help="column mapping for a generic CSV/JSONL, e.g. text=body,likes=favs,id=tweet_id,author=user")
+    ap.add_argument("--on-bad", choices=("error", "skip"), default="error",
+                    help="a row that can't be read: stop naming it (error), or count it and write it to "
+                         "<out>.rejected.jsonl (skip)")
     args = ap.parse_args(argv)
     try:
         mapping = parse_mapping(args.map) if args.map else None
-        records = import_posts(args.paths, args.replies, args.links, args.source, mapping)
-    except (BadInput, OSError, UnicodeDecodeError) as e:
+        records, report = import_posts(args.paths, args.replies, args.links, args.source, mapping, args.on_bad)
+    except BadInput as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
@@ -465,6 +583,13 @@ def main(argv=None) -> int:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     print(f"wrote {len(records)} records to {out}")
+    invalids = report["invalid"]
+    if invalids:
+        rejects = out.with_name(out.name.removesuffix(".jsonl") + ".rejected.jsonl")
+        with open(rejects, "w", encoding="utf-8") as f:
+            for r in invalids:
+                f.write(json.dumps({"problem": r["problem"], "raw": r["raw"]}, ensure_ascii=False, default=str) + "\n")
+        print(f"wrote the {len(invalids)} rows that can't be read, with their problems, to {rejects}")
     return 0
 
 

@@ -77,7 +77,7 @@ def _text(name: str, v) -> str:
     if name == "id" and isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)):
         v = str(int(v))  # numeric ids are fine, kept as text
     if not isinstance(v, str):
-        raise BadField(name, f"expected text, got {type(v).__name__} {_short(v)}")
+        raise BadField(name, f"expected text, got {type(v).__name__} {short_repr(v)}")
     v = v.replace("\r\n", "\n").strip()  # a CRLF file's multi-line cell: the same text as from an LF file
     if not v:
         raise BadField(name, "empty")
@@ -98,24 +98,24 @@ def _count(name: str, v) -> int | None:
         try:
             v = decimal.Decimal(v.strip())  # exact: "12345678901234567890" is not rounded on the way
         except decimal.InvalidOperation:
-            raise BadField(name, f"not a number: {_short(original)}") from None
+            raise BadField(name, f"not a number: {short_repr(original)}") from None
     if isinstance(v, decimal.Decimal):  # from a CSV cell, or a Parquet decimal column
         if not v.is_finite() or v != v.to_integral_value():
-            raise BadField(name, f"not a whole number: {_short(original)}")
+            raise BadField(name, f"not a whole number: {short_repr(original)}")
         # int(Decimal("1e999999999")) would take forever: a value with 17 digits or more is just "too far".
         v = int(v) if v.adjusted() <= 16 else (-1 if v < 0 else MAX_COUNT + 1)
     if isinstance(v, numbers.Integral):
         n = int(v)
     elif isinstance(v, numbers.Real):
         if not math.isfinite(v) or not float(v).is_integer():
-            raise BadField(name, f"not a whole number: {_short(v)}")
+            raise BadField(name, f"not a whole number: {short_repr(v)}")
         n = int(v)
     else:
-        raise BadField(name, f"expected a count, got {type(v).__name__} {_short(v)}")
+        raise BadField(name, f"expected a count, got {type(v).__name__} {short_repr(v)}")
     if n < 0:
-        raise BadField(name, f"negative count: {_short(original)}")
+        raise BadField(name, f"negative count: {short_repr(original)}")
     if n > MAX_COUNT:
-        raise BadField(name, f"{_short(original)} is larger than any real count (limit {MAX_COUNT:.0e})")
+        raise BadField(name, f"{short_repr(original)} is larger than any real count (limit {MAX_COUNT:.0e})")
     return n
 
 
@@ -125,7 +125,7 @@ def _optional(name: str, v) -> str | None:
     if name == "created_at" and hasattr(v, "isoformat"):  # Parquet stores timestamps as timestamps
         v = v.isoformat()
     if not isinstance(v, str):
-        raise BadField(name, f"expected text, got {type(v).__name__} {_short(v)}")
+        raise BadField(name, f"expected text, got {type(v).__name__} {short_repr(v)}")
     v = v.strip()
     if len(v) > MAX_TEXT_CHARS:
         raise BadField(name, f"{len(v):,} characters, over the limit of {MAX_TEXT_CHARS:,}")
@@ -133,11 +133,11 @@ def _optional(name: str, v) -> str | None:
         try:
             datetime.fromisoformat(v)
         except ValueError:
-            raise BadField(name, f"not an ISO 8601 date-time: {_short(v)}") from None
+            raise BadField(name, f"not an ISO 8601 date-time: {short_repr(v)}") from None
     return v or None
 
 
-def _short(v, limit: int = 60) -> str:
+def short_repr(v, limit: int = 60) -> str:
     """repr(v), cut to `limit` characters: a message must stay one readable line whatever the row holds."""
     try:
         text = repr(v)
@@ -259,7 +259,13 @@ class CsvLines:
                 yield data.decode("utf-8", "replace")
 
 
-def _csv_rows(path: Path):
+def csv_table(path: Path) -> tuple[list[str], object]:
+    """(header, rows): rows yields (first file line, cells, None), or (first line, cells or None, BadField) for
+    a bad row, for each data row of the file.
+
+    A row that is not UTF-8, has a field over csv's size limit or another CSV fault is a BadField for that row
+    only; the reader goes on. Blank rows are skipped. The importers read their CSVs through this too.
+    """
     lines = CsvLines(path)
     reader = csv.reader(lines)
     try:
@@ -271,31 +277,39 @@ def _csv_rows(path: Path):
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise DataError(f"{path}:1: column {repeated[0]!r} appears more than once in the header")
+
+    def rows():
+        end = reader.line_num  # a quoted cell may span lines: line_num is the file line the reader has reached
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:  # e.g. a field over csv's size limit: this row is bad, the reader goes on
+                start, end = end + 1, reader.line_num
+                yield start, None, lines.bad.get(start, BadField("(row)", f"malformed CSV: {e}"))
+                continue
+            start, end = end + 1, reader.line_num
+            if not any(c.strip() for c in cells):
+                continue  # a blank line is not a row
+            broken = next((lines.bad[n] for n in range(start, end + 1) if n in lines.bad), None)
+            if broken is None and len(cells) != len(header):
+                broken = BadField("(row)", f"expected {len(header)} cells, like the header; found {len(cells)}")
+            yield start, cells, broken
+    return header, rows()
+
+
+def _csv_rows(path: Path):
+    header, rows = csv_table(path)
     absent = [f for f in REQUIRED_FIELDS if f not in header]
     if header and absent:
         raise DataError(f"{path}:1: no {absent[0]!r} column (the header has: {', '.join(header) or 'nothing'})")
-    end = reader.line_num  # a quoted cell may span lines: line_num is the file line the reader has reached
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:  # e.g. a field over csv's size limit: this row is bad, the reader goes on
-            start, end = end + 1, reader.line_num
-            problem = BadField("(row)", f"malformed CSV: {e}")
-            yield start, f"<lines {start}-{end}>", lines.bad.get(start, problem)
-            continue
-        start, end = end + 1, reader.line_num
-        if not cells or cells == [""]:
-            continue
-        broken = next((lines.bad[n] for n in range(start, end + 1) if n in lines.bad), None)
-        if broken is not None:
-            yield start, cells, broken
-        elif len(cells) != len(header):
-            yield start, cells, BadField("(row)", f"expected {len(header)} cells, like the header; found {len(cells)}")
+    for line, cells, problem in rows:
+        if problem is not None:
+            yield line, cells if cells is not None else f"<line {line}>", problem
         else:
             row = dict(zip(header, cells))
-            yield start, row, row
+            yield line, row, row
 
 
 def _parquet_rows(path: Path):

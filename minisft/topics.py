@@ -147,15 +147,24 @@ FRAMES: tuple[str, ...] = (
 )
 
 
+GENERIC_PHRASES = ("a tweet", "a short post", "a tweet", "a post", "a tweet")  # a style we have no phrases for
+
+
+def topic_name(topic: str) -> str:
+    """How an instruction names a topic: ours by their display names, anyone else's as written ("home_baking" ->
+    "home baking")."""
+    return TOPIC_NAMES.get(topic) or topic.replace("_", " ").strip()
+
+
 def instruction_for(topic: str, style: str, rng: random.Random) -> str:
-    """A natural-language request for a tweet of this topic and style (always two rng draws)."""
-    if topic not in TOPICS:
-        raise ValueError(f"unknown topic {topic!r}; expected one of {sorted(TOPICS)}")
-    if style not in STYLES:
-        raise ValueError(f"unknown style {style!r}; expected one of {list(STYLES)}")
+    """A natural-language request for a tweet of this topic and style (always two rng draws).
+
+    Any topic and style work: your own ("cooking", "rant") are phrased plainly, ours with their own phrasings.
+    """
     frame = FRAMES[rng.randrange(len(FRAMES))]
-    phrase = STYLE_PHRASES[style][rng.randrange(len(STYLE_PHRASES[style]))]
-    return frame.format(s=phrase, S=phrase[0].upper() + phrase[1:], t=TOPIC_NAMES[topic])
+    phrases = STYLE_PHRASES.get(style, GENERIC_PHRASES)
+    phrase = phrases[rng.randrange(len(phrases))]
+    return frame.format(s=phrase, S=phrase[0].upper() + phrase[1:], t=topic_name(topic))
 
 
 def _pattern(words) -> re.Pattern:

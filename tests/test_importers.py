@@ -18,12 +18,12 @@ TIL, SELF_DELETED_PARENT = "1036320538751926272", "1036509093688246272"
 YAML, CSV_REPLY = "1037012410168246272", "1037297081775030272"
 GENERIC_MAP = "text=body,likes=favs,comments=replies,id=tweet_id,created_at=posted_at,impressions=views"
 SCHEMA = ["id", "instruction", "response", "likes", "comments", "impressions", "topic", "style", "source",
-          "created_at"]
+          "author", "created_at"]
 
 
 def run(*paths, log=None, **kw):
     lines = [] if log is None else log
-    records = import_posts([str(p) for p in paths], log=lines.append, **kw)
+    records, invalid = import_posts([str(p) for p in paths], log=lines.append, **kw)
     return {r["id"]: r for r in records}
 
 
@@ -43,7 +43,7 @@ def test_parse_count(raw, want):
     assert parse_count(raw, "f: field 'x'") == want
 
 
-@pytest.mark.parametrize("raw", ["abc", "1.5", "-3", True, [1]])
+@pytest.mark.parametrize("raw", ["abc", "1.5", "-3", True, [1], "1e400", 10**400, "nan", "inf", 10**16])
 def test_parse_count_rejects_non_counts_naming_the_field(raw):
     with pytest.raises(BadInput, match=r"f\.csv: line 3: field 'likes': not a count"):
         parse_count(raw, "f.csv: line 3: field 'likes'")
@@ -192,14 +192,18 @@ def test_generic_jsonl_without_id_or_time_and_with_given_topic(tmp_path):
 def test_generic_errors_name_the_column(tmp_path):
     with pytest.raises(BadInput, match=r"generic\.csv: missing column 'likes_count'"):
         run(FIX / "generic.csv", mapping=importers.parse_mapping("text=body,likes=likes_count"))
-    bad_topic = tmp_path / "t.jsonl"
-    bad_topic.write_text('{"body": "hi", "t": "gardening"}\n')
-    with pytest.raises(BadInput, match=r"t\.jsonl: line 1: field 't': 'gardening' is not one of python, "):
-        run(bad_topic, mapping=importers.parse_mapping("text=body,topic=t"))
     with pytest.raises(BadInput, match="'text=COLUMN' is required"):
         importers.parse_mapping("likes=favs")
     with pytest.raises(BadInput, match="bad entry 'shares=x'"):
         importers.parse_mapping("text=body,shares=x")
+
+
+def test_generic_keeps_your_own_topics_styles_and_authors(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"body": "proofing overnight makes a better crumb", "t": "baking", "s": "rant", "u": "ana"}\n')
+    (r,) = run(path, mapping=importers.parse_mapping("text=body,topic=t,style=s,author=u")).values()
+    assert (r["topic"], r["style"], r["author"]) == ("baking", "rant", "ana")
+    assert "baking" in r["instruction"]
 
 
 # --- records, CLI, errors --------------------------------------------------------------------------
@@ -253,7 +257,7 @@ def write(tmp_path, name, text):
                          '"created_at": "Wed Aug 29 20:21:02 +0000 2018", "favorite_count": "lots"}}]',
      r"item 0: field 'favorite_count': not a count: 'lots'"),
     ("a.csv", '"Post id","Date","Post text","Likes"\n"1","Wed, Aug 29, 2018","hi","3"\n"2","x"\n',
-     r"a\.csv: line 3: expected 4 fields"),
+     r"a\.csv: line 3: expected 4 cells, like the header; found 2"),
     ("a.csv", '"Post id","Date","Post text","Likes"\n"1","Wed, Aug 29, 2018","hi","many"\n',
      r"a\.csv: line 2: field 'Likes': not a count: 'many'"),
     ("a.csv", '"Tweet id","Tweet text","impressions"\n"1","hi","3"\n', r"a\.csv: missing column 'time'"),
@@ -275,3 +279,145 @@ def test_folder_without_tweets_is_an_error(tmp_path):
         run(tmp_path)
     with pytest.raises(BadInput, match="no such file"):
         run(tmp_path / "missing.zip")
+
+
+# --- reading exactly like the training loader, limits, counted skips ------------------------------
+
+def test_jsonl_is_split_on_newlines_only_as_the_records_loader_does(tmp_path):
+    page = {"feed": [{"post": {"uri": "at://did:plc:me/app.bsky.feed.post/1", "author": {"handle": "me.bsky"},
+                               "record": {"text": "one\u2028two\u2029three", "createdAt": "2024-01-01T00:00:00Z"}}}]}
+    path = tmp_path / "feed.jsonl"
+    path.write_text(json.dumps(page, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    (r,) = run(path).values()
+    assert r["response"] == "one\u2028two\u2029three" and r["author"] == "me.bsky"
+    generic = tmp_path / "g.jsonl"
+    generic.write_text(json.dumps({"body": "a\u2028b"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert [r["response"] for r in run(generic, mapping=importers.parse_mapping("text=body")).values()] == ["a\u2028b"]
+
+
+def test_archive_author_is_the_accounts_username():
+    assert {r["author"] for r in run(ARCHIVE).values()} == {"me"}
+    assert {r["author"] for r in run(FIX / "analytics_new.csv").values()} == {None}  # the CSV doesn't say
+
+
+def test_zip_members_are_capped(tmp_path, monkeypatch):
+    archive = zip_folder(ARCHIVE, tmp_path / "a.zip")
+    monkeypatch.setattr(importers, "MAX_MEMBER_BYTES", 200)
+    with pytest.raises(BadInput, match=r"a\.zip:data/tweets-part1\.js: [\d,]+ bytes uncompressed, over the 200-byte "
+                                       r"limit for one archive file \(unpack the archive and pass its folder\)"):
+        run(archive)
+
+
+def test_invalid_rows_stop_the_import_or_are_counted_and_written(tmp_path, capsys):
+    path = write(tmp_path, "a.csv", '"Post id","Date","Post text","Likes"\n"1","Wed, Aug 29, 2018","hi","3"\n'
+                                    '"2","Wed, Aug 29, 2018","yo","many"\n"3","someday","hey","1"\n')
+    with pytest.raises(BadInput, match=r"2 rows can't be read \(first 2 shown\):\n  .*a\.csv: line 3: field 'Likes': "
+                                       r"not a count: 'many'\n  .*line 4: field 'Date': not a date/time: 'someday'"
+                                       r"\nFix them, or skip them with --on-bad skip"):
+        run(path)
+    log = []
+    records, report = import_posts([str(path)], on_bad="skip", log=log.append)
+    assert [r["id"] for r in records] == ["1"] and "3 read, 1 kept, skipped: invalid 2" in log[0]
+    assert report["inputs"][0] == {"path": str(path), "format": "x_analytics", "read": 3, "kept": 1,
+                                   "skipped": {"invalid": 2}}
+    assert importers.main([str(path), "--on-bad", "skip", "--out", str(tmp_path / "own.jsonl")]) == 0
+    written = [json.loads(line) for line in (tmp_path / "own.rejected.jsonl").read_text().splitlines()]
+    assert [w["raw"]["Post id"] for w in written] == ["2", "3"] and "not a count" in written[0]["problem"]
+    assert "wrote the 2 rows that can't be read" in capsys.readouterr().out
+
+
+def test_undecodable_and_overflowing_inputs_are_bad_input_not_tracebacks(tmp_path):
+    js = tmp_path / "x" / "data" / "tweets.js"
+    js.parent.mkdir(parents=True)
+    js.write_bytes(b'window.YTD.tweets.part0 = [\n{"tweet": {"full_text": "caf\xe9"}}]')
+    with pytest.raises(BadInput, match=r"tweets\.js: line 2: not UTF-8 \(byte 0xe9\)"):
+        run(tmp_path / "x")
+    js.write_bytes(b"window.YTD.tweets.part0 = " + b"[" * 100_000)
+    with pytest.raises(BadInput, match="nested too deeply"):
+        run(tmp_path / "x")
+    tweet = {"id_str": "1", "full_text": "hi", "created_at": "0001-01-01T00:00:00+05:00", "favorite_count": 10**30}
+    js.write_text("window.YTD.tweets.part0 = " + json.dumps([{"tweet": tweet}]))
+    records, report = import_posts([str(tmp_path / "x")], on_bad="skip", log=lambda _: None)
+    assert records == [] and report["inputs"][0]["skipped"] == {"invalid": 1}
+    assert "out of range" in report["invalid"][0]["problem"]
+
+
+# --- fuzzing: whatever the input, a BadInput or every row counted -----------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ANY_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                    max_size=3), max_leaves=8)
+VALUES = st.sampled_from(["1", "2018-08-29T20:21:02Z", "Wed Aug 29 20:21:02 +0000 2018", "RT @x hi", "@me hi",
+                          "hello", "", "-", "1e400", "at://did:plc:me/app.bsky.feed.post/1"]) | ANY_JSON
+TWEETS = st.lists(st.fixed_dictionaries({}, optional={
+    k: VALUES for k in ("id_str", "full_text", "created_at", "favorite_count", "in_reply_to_status_id_str",
+                        "in_reply_to_user_id_str", "entities")}).map(lambda t: {"tweet": t}) | ANY_JSON, max_size=6)
+POSTS = st.lists(st.fixed_dictionaries({}, optional={
+    "post": st.fixed_dictionaries({}, optional={"uri": VALUES, "author": VALUES | st.fixed_dictionaries(
+        {"did": VALUES, "handle": VALUES}), "record": st.fixed_dictionaries({}, optional={
+            "text": VALUES, "createdAt": VALUES, "reply": VALUES}), "likeCount": VALUES, "replyCount": VALUES}),
+    "reason": VALUES | st.fixed_dictionaries({"$type": VALUES})}) | ANY_JSON, max_size=6)
+CELLS = st.lists(st.lists(st.sampled_from(["1", "12", "many", "", "Wed, Aug 29, 2018", "@me x", "hello", "1e400",
+                                           "-3", "x\ny"]) | st.text(max_size=10), min_size=0, max_size=6), max_size=6)
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def check_import(paths, mapping=None):
+    try:
+        records, report = import_posts([str(p) for p in paths], mapping=mapping, on_bad="skip", log=lambda _: None)
+    except BadInput:
+        return
+    for summary in report["inputs"]:
+        assert summary["read"] == summary["kept"] + sum(summary["skipped"].values())
+    assert sum(s["kept"] for s in report["inputs"]) == len(records) + report["merged"]
+    assert len({r["id"] for r in records}) == len(records) and all(r["response"] for r in records)
+
+
+@FUZZ
+@given(items=TWEETS, junk=st.binary(max_size=40))
+def test_fuzz_x_archive(tmp_path, items, junk):
+    js = tmp_path / "x" / "data" / "tweets.js"
+    js.parent.mkdir(parents=True, exist_ok=True)
+    js.write_text("window.YTD.tweets.part0 = " + json.dumps(items, default=str))
+    check_import([tmp_path / "x"])
+    js.write_bytes(b"window.YTD.tweets.part0 = " + junk)
+    check_import([tmp_path / "x"])
+    check_import([zip_folder(tmp_path / "x", tmp_path / "x.zip")])
+
+
+@FUZZ
+@given(posts=POSTS, as_lines=st.booleans(), junk=st.binary(max_size=40))
+def test_fuzz_bluesky(tmp_path, posts, as_lines, junk):
+    path = tmp_path / ("feed.jsonl" if as_lines else "feed.json")
+    page = json.dumps({"feed": posts}, default=str)
+    path.write_bytes((page + "\n").encode() + (junk + b"\n" if as_lines else b""))
+    check_import([path])
+
+
+@FUZZ
+@given(rows=CELLS, junk=st.binary(max_size=40))
+def test_fuzz_csvs(tmp_path, rows, junk):
+    import csv as _csv
+
+    path = tmp_path / "a.csv"
+    with open(path, "w", newline="", encoding="utf-8", errors="surrogatepass") as f:
+        writer = _csv.writer(f)
+        writer.writerow(["Post id", "Date", "Post text", "Likes", "Replies", "Impressions"])
+        writer.writerows(rows)
+    with open(path, "ab") as f:
+        f.write(junk)
+    check_import([path])
+    check_import([path], mapping=importers.parse_mapping("text=Post text,id=Post id,likes=Likes,created_at=Date,"
+                                                         "topic=Replies,author=Impressions"))
+
+
+@FUZZ
+@given(lines=st.lists(ANY_JSON | st.dictionaries(st.sampled_from(["body", "favs", "id", "when"]), VALUES, max_size=4),
+                      max_size=6), junk=st.binary(max_size=30))
+def test_fuzz_generic_jsonl(tmp_path, lines, junk):
+    path = tmp_path / "g.jsonl"
+    path.write_bytes(b"".join(json.dumps(v, default=str).encode() + b"\n" for v in lines) + junk)
+    check_import([path], mapping=importers.parse_mapping("text=body,likes=favs,id=id,created_at=when"))

@@ -41,11 +41,12 @@ def test_instruction_for_names_the_topic_and_is_seeded():
     assert len({instruction_for("python", "humor", rng) for _ in range(20)}) > 1
 
 
-def test_instruction_for_rejects_unknown_topic_and_style():
-    with pytest.raises(ValueError, match="unknown topic 'cooking'"):
-        instruction_for("cooking", "tip", random.Random(0))
-    with pytest.raises(ValueError, match="unknown style 'haiku'"):
-        instruction_for("python", "haiku", random.Random(0))
+def test_instruction_for_phrases_your_own_topics_and_styles():
+    assert instruction_for("cooking", "tip", random.Random(0)) == instruction_for("cooking", "tip", random.Random(0))
+    assert "cooking" in instruction_for("cooking", "tip", random.Random(0))
+    assert "home baking" in instruction_for("home_baking", "haiku", random.Random(0))  # an unknown style too
+    texts = {instruction_for("cooking", "haiku", random.Random(i)) for i in range(50)}
+    assert all("cooking" in t for t in texts) and len(texts) > 10
 
 
 @pytest.mark.parametrize("text, topic", [
