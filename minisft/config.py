@@ -150,6 +150,10 @@ def check(cfg: TrainConfig) -> str | None:
         return "--warmup must be smaller than --max-steps"
     if cfg.resume and cfg.name:
         return "--resume continues an existing run: don't also give --name"
+    if cfg.name is not None and (cfg.name in ("", ".", "..") or Path(cfg.name).name != cfg.name or "\\" in cfg.name):
+        return f"--name {cfg.name!r}: must be a plain folder name (no '/', '\\' or '..'): the run goes in --out/NAME"
+    if cfg.max_len is not None and cfg.max_len < 2:
+        return "--max-len must be at least 2 (a prompt token and the end of the response)"
     for name in ("eval_every", "save_every", "keep_last", "eval_samples", "final_eval"):
         if getattr(cfg, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0"

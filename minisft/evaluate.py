@@ -30,18 +30,16 @@ from pathlib import Path
 import torch
 
 from minisft import data as D
+from minisft import judges
 from minisft import records as R
 from minisft.config import TrainConfig
-from minisft.datagen import SOURCES, expected_engagement
 from minisft.loss import loss_sums
 from minisft.metrics import CopyDetector, on_topic, text_quality, within_limit
 from minisft.precision import pick_device, pick_precision
-from minisft.predictor import EngagementPredictor, PredictorError
 from minisft.pretrained import load_model, load_tokenizer
 from minisft.runs import checkpoint_folder
 from minisft.sampling import generate
 from minisft.templates import format_prompt, load_template
-from minisft.topics import TOPICS
 from minisft.weighting import fit_weights
 
 DEFAULTS = dict(num_prompts=50, k=4, seed=0, max_new_tokens=128, temperature=0.8, top_k=0, top_p=0.95,
@@ -60,12 +58,6 @@ def run_data(run_dir: Path, cfg: TrainConfig, data: str | None = None):
     train, val = R.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
     weighted_on = R.mix_records(train, cfg.mix, cfg.split_seed) if cfg.mix else train
     return train, val, weighted_on
-
-
-def is_synthetic(record: dict) -> bool:
-    """A record of the shipped synthetic set (made by minisft.datagen), whose engagement model we know."""
-    return (str(record.get("id", "")).startswith("syn-") and record.get("source") in SOURCES
-            and record.get("topic") in TOPICS)
 
 
 # ----------------------------------------------------------------------------------------------- the loss
@@ -128,29 +120,6 @@ def generate_tweets(model, tok, fmt: str, records: list[dict], k: int, seed: int
     return rows
 
 
-def engagement_scorer(train: list[dict], val: list[dict], eval_records: list[dict]):
-    """(name, score(text, record) -> expected likes or None, info) for this data set.
-
-    Synthetic data -> the generator's oracle, scored with the ASKED topic and source and the style read from the
-    generated text. Anything else -> the ridge predictor fitted on the training split, with its validation R^2.
-    """
-    if all(is_synthetic(r) for r in eval_records + train):
-        def oracle(text, r):
-            return expected_engagement(text, topic=r["topic"], style=None, source=r["source"])
-        return "oracle", oracle, {}
-    try:
-        predictor = EngagementPredictor.fit(train)
-    except PredictorError as e:
-        print(f"note: no expected engagement: {e}", file=sys.stderr)
-        return "none", lambda text, r: None, {"predictor_error": str(e)}
-
-    def predicted(text, r):
-        return float(predictor.predict_likes([text], [r.get("topic")])[0])
-    info = {"predictor_r2": predictor.r2(val), "predictor_train_r2": predictor.r2(train),
-            "predictor_records": predictor.n_train}
-    return "predictor", predicted, info
-
-
 def score_tweets(rows: list[dict], score, copies: CopyDetector, records: list[dict]) -> None:
     """Add chars, within_280, expected_likes, novel, on_topic to each generated row (in place)."""
     for row in rows:
@@ -190,8 +159,11 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
     reopens the run's W&B run (its id is in the checkpoint's state.pt) and logs there.
     """
     run_dir = Path(run_dir)
+    ckpt = checkpoint_folder(run_dir)  # a folder of runs, or no run at all, is one clear error here
+    if not (run_dir / "run_config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} has no run_config.json: evaluate takes a run folder made by train.py "
+                                "(its config says which data and split to evaluate on)")
     cfg = TrainConfig.load(run_dir / "run_config.json")
-    ckpt = checkpoint_folder(run_dir)
     dev = pick_device(device)
     model = load_model(str(ckpt)).to(dev).eval()
     tok = load_tokenizer(str(ckpt))
@@ -206,13 +178,13 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
     eval_records = val[:num_prompts]
     rows = generate_tweets(model, tok, fmt, eval_records, k, seed, max_new_tokens, temperature, top_k, top_p,
                            batch_size)
-    scorer, score, info = engagement_scorer(train, val, eval_records)
+    judge = judges.grader(train, val)
     copies = CopyDetector(r["response"] for r in train)
-    score_tweets(rows, score, copies, eval_records)
-    metrics.update(summarise(rows, copies, score, eval_records))
-    metrics.update(info)
+    score_tweets(rows, judge.score, copies, eval_records)
+    metrics.update(summarise(rows, copies, judge.score, eval_records))
+    metrics.update(judge.info)
     result = {"run": str(run_dir), "checkpoint": str(ckpt), "step": _step_of(ckpt), "template": template,
-              "engagement_scorer": scorer,
+              "engagement_scorer": judge.name,
               "settings": dict(num_prompts=len(eval_records), k=k, seed=seed, max_new_tokens=max_new_tokens,
                                temperature=temperature, top_k=top_k, top_p=top_p),
               "metrics": metrics}
@@ -270,6 +242,8 @@ def print_summary(result: dict, rows: list[dict], shown: int = 3) -> None:
           f"{_fmt(m['repeated_3gram'], 2)} | novel {_fmt(m['novelty'], 2)} | on topic {_fmt(m['on_topic'], 2)}")
     judge = result["engagement_scorer"]
     trust = f", predictor R^2 on val {_fmt(m.get('predictor_r2'), 2)}" if judge == "predictor" else ""
+    if judge == "none":
+        trust = f": {m.get('judge_note')}"
     print(f"  expected likes ({judge}{trust}): mean {_fmt(m['expected_likes_mean'], 1)}, median "
           f"{_fmt(m['expected_likes_median'], 1)} (held-out human tweets: {_fmt(m['reference_likes_mean'], 1)})")
     for row in rows[:shown]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -77,8 +76,7 @@ def load_example(cfg: TrainConfig, index: int | None = None, record_id: str | No
         if not 0 <= index < len(records):
             raise ValueError(f"{cfg.data}: record index {index} is out of range: it has {len(records)} records")
         record = records[index]
-    with tempfile.TemporaryDirectory() as scratch:  # where --on-bad skip writes its rejects: not the run's folder
-        model, tok, _, train_ex, val_ex, _, _ = prepare_examples(cfg, Path(scratch), ckpt)
+    model, tok, train_ex, val_ex, _, _, _ = prepare_examples(cfg, None, str(ckpt) if ckpt is not None else "tiny")
     for split, examples in (("train", train_ex), ("validation", val_ex)):
         for ex in examples:
             if ex.id == record["id"]:

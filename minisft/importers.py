@@ -235,7 +235,8 @@ def read_x_archive(path: Path, replies: bool = False, links: str = "expand") -> 
     ids = {t["id_str"] for _, t in tweets}
     # Whoever we reply to when answering a tweet of this archive is us: that finds our user id,
     # which catches self-replies to tweets that have since been deleted.
-    me = {_str(t.get("in_reply_to_user_id_str")) for _, t in tweets if t.get("in_reply_to_status_id_str") in ids}
+    me = {_str(t.get("in_reply_to_user_id_str")) for _, t in tweets
+          if _str(t.get("in_reply_to_status_id_str")) in ids}
     me.discard(None)
     author = archive_author(path)
     for where, t in tweets:

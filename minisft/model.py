@@ -47,13 +47,16 @@ def official_config(name: str) -> GPTConfig:
     return GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd)
 
 
+TINY_CONTEXT = 256  # positions of the tiny model: a tweet plus its prompt fits in well under 200 tokens
+
+
 def tiny_config(vocab_size: int, eos_token_id: int = 0) -> GPTConfig:
     """The offline `tiny` model: GPT-2's architecture at a size that trains on two CPU cores in minutes.
 
     4 layers, 4 heads, width 128, 256 positions (a tweet plus its prompt fits in well under 200 tokens); with a
     4096-token vocabulary that is about 1.3M parameters, over a third of them in the (tied) embedding.
     """
-    return GPTConfig(n_layer=4, n_head=4, n_embd=128, n_positions=256, vocab_size=vocab_size,
+    return GPTConfig(n_layer=4, n_head=4, n_embd=128, n_positions=TINY_CONTEXT, vocab_size=vocab_size,
                      bos_token_id=eos_token_id, eos_token_id=eos_token_id)
 
 

@@ -77,8 +77,8 @@ class Precision:
     def backward(self, loss: torch.Tensor) -> None:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
-    def step(self, optimizer, params, grad_clip: float) -> float:
-        """Unscale (fp16), clip, update. Returns the gradient norm before clipping."""
+    def unscale_and_clip(self, optimizer, params, grad_clip: float) -> float:
+        """Unscale (fp16), then clip. Returns the gradient norm before clipping: inf or NaN when a gradient is."""
         params = [p for p in params if p.grad is not None]
         if self.scaler is not None:
             self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
@@ -86,12 +86,14 @@ class Precision:
             norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
         else:
             norm = torch.linalg.vector_norm(torch.stack([p.grad.detach().float().norm() for p in params]))
+        return float(norm)
+
+    def update(self, optimizer) -> None:
         if self.scaler is not None:
             self.scaler.step(optimizer)  # skipped when the gradients hold inf/NaN, then the scale is lowered
             self.scaler.update()
         else:
             optimizer.step()
-        return float(norm)
 
     def state_dict(self) -> dict:
         return self.scaler.state_dict() if self.scaler is not None else {}

@@ -91,6 +91,7 @@ class EngagementPredictor:
     intercept: float  # mean log1p(likes) of the training tweets
     alpha: float
     n_train: int
+    y_range: tuple[float, float] = (0.0, float("inf"))  # the training log1p(likes) seen: predictions stay inside
 
     @classmethod
     def fit(cls, records: list[dict], alpha: float = 1.0) -> "EngagementPredictor":
@@ -107,12 +108,17 @@ class EngagementPredictor:
         # Ridge in closed form: (Z'Z + alpha I) w = Z'(y - mean y). The penalty keeps coefficients of rare or
         # collinear features (one-hot topics, chars vs words) small instead of letting them blow up.
         w = np.linalg.solve(Z.T @ Z + alpha * np.eye(Z.shape[1]), Z.T @ (y - y.mean()))
-        return cls(mean, std, w, float(y.mean()), alpha, len(rows))
+        return cls(mean, std, w, float(y.mean()), alpha, len(rows), (float(y.min()), float(y.max())))
 
     def predict_log(self, texts: list[str], topics: list[str | None]) -> np.ndarray:
-        """Predicted log1p(likes) [N]."""
+        """Predicted log1p(likes) [N], clipped to the range of the training tweets.
+
+        A linear model extrapolates without limit: a generated tweet with features far outside the training data
+        (twice as long, ten emoji) would get a prediction far beyond any tweet it learned from, and one such row
+        can dominate a mean. No evidence supports more than the best training tweet, so that is the ceiling.
+        """
         X = feature_matrix(texts, topics)
-        return self.intercept + ((X - self.mean) / self.std) @ self.coef
+        return np.clip(self.intercept + ((X - self.mean) / self.std) @ self.coef, *self.y_range)
 
     def predict_likes(self, texts: list[str], topics: list[str | None]) -> np.ndarray:
         """Predicted likes [N] (expm1 of the log prediction, never below 0)."""

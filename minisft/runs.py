@@ -19,11 +19,11 @@ def latest_run(runs_dir: str | Path = "runs") -> Path:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"no run found: {runs_dir}/ does not exist ({NO_RUN_HINT})")
-    runs = [p for p in runs_dir.iterdir() if (p / POINTER).is_file()]
+    runs = runs_in(runs_dir)
     if not runs:
         raise FileNotFoundError(f"no run found: no folder in {runs_dir}/ has a `{POINTER}` checkpoint pointer "
                                 f"({NO_RUN_HINT})")
-    return max(runs, key=lambda p: (p / POINTER).stat().st_mtime)
+    return runs[0]
 
 
 def checkpoint_folder(path: str | Path) -> Path:
@@ -45,5 +45,15 @@ def checkpoint_folder(path: str | Path) -> Path:
         return folder
     if (path / "config.json").is_file():
         return path
+    held = runs_in(path)
+    if held:
+        listed = "".join(f"\n  {run}" for run in held[:20]) + (f"\n  ... and {len(held) - 20} more" if len(held) > 20 else "")
+        raise FileNotFoundError(f"{path} is a folder of {len(held)} run(s), not a run: pass one of them:{listed}")
     raise FileNotFoundError(f"{path} is neither a run folder (no `{POINTER}` file) nor a checkpoint folder "
                             "(no config.json)")
+
+
+def runs_in(folder: Path) -> list[Path]:
+    """The run folders directly inside `folder` (those with a `latest` pointer), newest first."""
+    found = [p for p in Path(folder).iterdir() if p.is_dir() and (p / POINTER).is_file()]
+    return sorted(found, key=lambda p: (p / POINTER).stat().st_mtime, reverse=True)

@@ -10,6 +10,7 @@ is `train_step()`. The SFT mechanics live where you would look for them:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -23,14 +24,15 @@ import torch
 import torch.distributed as dist
 
 from minisft import data as D
+from minisft import judges
 from minisft import records as R
 from minisft.checkpoint import latest_checkpoint, load_train_state, rng_state, save_checkpoint, set_rng_state
 from minisft.config import TrainConfig, parse_args
-from minisft.datagen import expected_engagement
 from minisft.evaluate import evaluate_run
 from minisft.loss import IGNORE, loss_sums
+from minisft.model import OFFICIAL_SHAPES, TINY_CONTEXT, official_config
 from minisft.precision import Precision, pick_device, pick_precision
-from minisft.pretrained import ModelNotAvailable, build_tiny, load_model, load_tokenizer, resolve
+from minisft.pretrained import ModelNotAvailable, build_tiny, load_model, load_tokenizer, read_config, resolve
 from minisft.runs import checkpoint_folder, latest_run
 from minisft.sampling import generate
 from minisft.templates import render_prompt, response_text
@@ -39,6 +41,10 @@ from minisft.tracking import Tracker
 
 class TrainingError(RuntimeError):
     """A problem the user can fix (their data, flags or hardware): printed as one line, no traceback."""
+
+
+NOT_UPDATED = ("stopping before this step changes the weights; the last checkpoint is intact (try a lower --lr, or "
+               "--dtype fp32)")
 
 
 class SFTObjective(torch.nn.Module):
@@ -112,9 +118,16 @@ def train_step(objective, micro_batches, optimizer, precision: Precision, lr: fl
     metrics = accumulate_gradients(objective, micro_batches, precision)
     if not math.isfinite(metrics["train/loss"]):
         optimizer.zero_grad(set_to_none=True)
-        raise TrainingError(f"the loss became {metrics['train/loss']}: stopping before this step changes the "
-                            "weights; the last checkpoint is intact (try a lower --lr, or --dtype fp32)")
-    metrics["train/grad_norm"] = precision.step(optimizer, objective.parameters(), grad_clip)
+        raise TrainingError(f"the loss became {metrics['train/loss']}: {NOT_UPDATED}")
+    norm = precision.unscale_and_clip(optimizer, objective.parameters(), grad_clip)
+    # A finite loss can still have an inf/NaN gradient (an overflow in backward). Under fp16 that is the loss
+    # scaler's business (it skips the step and lowers its scale); otherwise the update would write NaN everywhere.
+    if not math.isfinite(norm) and precision.scaler is None:
+        optimizer.zero_grad(set_to_none=True)
+        raise TrainingError(f"the gradient norm became {norm} (the loss was {metrics['train/loss']:.4f}): "
+                            f"{NOT_UPDATED}")
+    precision.update(optimizer)
+    metrics["train/grad_norm"] = norm
     metrics["train/lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     return metrics
@@ -169,10 +182,37 @@ def setup_distributed():
     return dist.get_rank(), dist.get_world_size(), local_rank
 
 
+def shared(value):
+    """Under DDP, rank 0's `value` on every process (a name, a path: decided once, not once per process)."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def agreed(flag: bool, device) -> bool:
+    """Under DDP, True on every process as soon as it is True on one (an all-reduce of the flag, MAX)."""
+    if not dist.is_initialized():
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def all_ranks(value) -> list:
+    """Every process's `value`, in rank order (a list of one without DDP)."""
+    if not dist.is_initialized():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
 def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path | None]:
     """The run folder, the config to use, and the checkpoint to resume from (None for a new run)."""
     if cfg.resume:
-        run_dir = latest_run(cfg.out) if cfg.resume == "latest" else Path(cfg.resume)
+        run_dir = Path(shared(str(latest_run(cfg.out) if cfg.resume == "latest" else cfg.resume)))
         saved = TrainConfig.load(run_dir / "run_config.json")
         # A resumed run keeps its own config; only these flags may change (e.g. train longer, another device).
         for name in given & {"max_steps", "epochs", "stop_after", "device", "wandb", "progress", "eval_every",
@@ -183,48 +223,73 @@ def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path
         if ckpt is None:
             raise TrainingError(f"{run_dir} has no checkpoint to resume from")
         return saved, run_dir, ckpt
-    name = cfg.name or f"{Path(cfg.model or 'auto').name}-{cfg.weights}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # The timestamped default name is chosen by rank 0 alone: processes started a second apart must share a folder.
+    name = shared(cfg.name or f"{Path(cfg.model or 'auto').name}-{cfg.weights}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = Path(cfg.out) / name
     if (run_dir / "latest").exists():
         raise TrainingError(f"{run_dir} already holds a run: pick another --name, or --resume {run_dir}")
     return cfg, run_dir, None
 
 
-def load_or_build_model(cfg: TrainConfig, train_texts: list[str], resume_ckpt: Path | None):
-    """(model, tokenizer, model name) for this run: resumed, official, a folder, or tiny built from scratch."""
+def choose_model(cfg: TrainConfig, resume_ckpt: Path | None) -> str:
+    """The model this run trains: the checkpoint's on resume, else --model, else gpt2 if it can be had, else tiny."""
     if resume_ckpt is not None:
-        return load_model(resume_ckpt), load_tokenizer(resume_ckpt), cfg.model
-    name = cfg.model
-    if name is None:  # the default: gpt2 if it can be had, else tiny
-        try:
-            resolve("gpt2")
-            name = "gpt2"
-        except ModelNotAvailable as e:
-            print(f"\n*** gpt2 is not available ({e.reason}): training the offline `tiny` model instead. ***\n"
-                  "*** To use gpt2: connect once (it is cached after), or pass --model PATH to a local copy. ***\n")
-            name = "tiny"
+        return str(resume_ckpt)
+    if cfg.model is not None:
+        return cfg.model
+    try:
+        resolve("gpt2")
+        return "gpt2"
+    except ModelNotAvailable as e:
+        print(f"\n*** gpt2 is not available ({e.reason}): training the offline `tiny` model instead. ***\n"
+              "*** To use gpt2: connect once (it is cached after), or pass --model PATH to a local copy. ***\n")
+        return "tiny"
+
+
+def context_of(name: str) -> int:
+    """How many positions the model `name` reads, known before its weights are loaded (or even downloaded)."""
     if name == "tiny":
-        model, tok = build_tiny(train_texts, seed=cfg.seed, vocab_size=cfg.tiny_vocab)
-        return model, tok, name
+        return TINY_CONTEXT
+    if name in OFFICIAL_SHAPES:
+        return official_config(name).n_positions
+    return read_config(checkpoint_folder(name) if Path(name).is_dir() else resolve(name, weights=False)).n_positions
+
+
+def check_max_len(max_len: int | None, name: str) -> None:
+    context = context_of(name)
+    if max_len is not None and max_len > context:
+        raise TrainingError(f"--max-len {max_len} is longer than the {context} positions {Path(name).name} can read: "
+                            f"use --max-len {context} or less")
+
+
+def load_or_build_model(name: str, train_texts: list[str], seed: int, tiny_vocab: int):
+    """(model, tokenizer) for `name`: a checkpoint or Hugging Face folder, an official name, or tiny built from
+    scratch (its tokenizer trained on train_texts)."""
+    if name == "tiny":
+        return build_tiny(train_texts, seed=seed, vocab_size=tiny_vocab)
     folder = checkpoint_folder(name) if Path(name).is_dir() else name
-    return load_model(folder), load_tokenizer(folder), name
+    return load_model(folder), load_tokenizer(folder)
 
 
-def prepare_examples(cfg: TrainConfig, run_dir: Path, resume_ckpt: Path | None):
-    """Model + tokenizer, then records -> split -> (mix) -> weighted, masked, tokenized examples (data.py)."""
+def prepare_examples(cfg: TrainConfig, run_dir: Path | None, model_name: str):
+    """Model + tokenizer, then records -> split -> (mix) -> weighted, masked, tokenized examples (data.py).
+
+    -> (model, tokenizer, train examples, val examples, train records, val records, data stats). run_dir None:
+    rejected rows (--on-bad skip) are counted but not written (the processes other than rank 0, explain).
+    """
     records, _ = R.load_records(cfg.data, on_bad=cfg.on_bad)  # first look: texts for tiny, instructions for samples
     train_recs, val_recs = R.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
     # The tiny model's tokenizer learns its vocabulary from the training split, laid out as training sees it.
     prompts = [render_prompt(cfg.template, r["instruction"]) for r in train_recs]
     texts = [p + response_text(p, r["response"]) for p, r in zip(prompts, train_recs)]
-    model, tok, model_name = load_or_build_model(cfg, texts, resume_ckpt)
+    model, tok = load_or_build_model(model_name, texts, cfg.seed, cfg.tiny_vocab)
     max_len = cfg.max_len or min(256, model.config.n_positions)
-    rejects = run_dir / "rejected_rows.jsonl" if cfg.on_bad == "skip" else None
+    rejects = run_dir / "rejected_rows.jsonl" if cfg.on_bad == "skip" and run_dir is not None else None
     train_ex, val_ex, stats = D.build_dataset(
         cfg.data, tok, template=cfg.template, max_len=max_len, weights_scheme=cfg.weights,
         train_on_prompt=cfg.train_on_prompt, val_fraction=cfg.val_fraction, seed=cfg.split_seed, on_bad=cfg.on_bad,
         rejects_path=rejects, mix=cfg.mix, max_weight=cfg.max_weight)
-    return model, tok, model_name, train_ex, val_ex, val_recs, stats
+    return model, tok, train_ex, val_ex, train_recs, val_recs, stats
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -251,8 +316,10 @@ def evaluate(objective, examples, batch_size: int, pad_id: int, precision: Preci
             "val/ppl": math.exp(min(mean_nll, 50.0)), "val/target_tokens": tokens}
 
 
-def sample_tweets(model, tok, template: str, records: list[dict], seed: int, max_new_tokens: int = 96) -> list[dict]:
-    """A few tweets for fixed validation instructions, to watch what the model learns (same seeds every time)."""
+def sample_tweets(model, tok, template: str, records: list[dict], seed: int, judge: judges.Judge,
+                  max_new_tokens: int = 96) -> list[dict]:
+    """A few tweets for fixed validation instructions, to watch what the model learns (same seeds every time),
+    each scored by the run's judge (judges.py: the oracle only for synthetic records)."""
     if not records:
         return []
     prompts = [tok.encode(render_prompt(template, r["instruction"])) for r in records]
@@ -264,9 +331,9 @@ def sample_tweets(model, tok, template: str, records: list[dict], seed: int, max
     rows = []
     for r, out in zip(records, outs):
         text = tok.decode(out).strip()
+        likes = judge.score(text, r)
         rows.append({"instruction": r["instruction"], "text": text, "chars": len(text),
-                     "expected_likes": round(expected_engagement(text, r.get("topic"), None, r.get("source") or "own"),
-                                             2)})
+                     "expected_likes": None if likes is None else round(likes, 2), "judge": judge.name})
     return rows
 
 
@@ -302,22 +369,28 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     is_main = rank == 0
     cfg, run_dir, resume_ckpt = open_run(cfg, given)
     device = pick_device(cfg.device, local_rank)
+    model_name = choose_model(cfg, resume_ckpt)
+    check_max_len(cfg.max_len, model_name)  # before any work: a too-long --max-len would fail mid-run
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
     # Data and model. Every process builds the same examples (deterministic), then takes its own share per step.
-    model, tok, model_name, train_ex, val_ex, val_recs, data_stats = prepare_examples(cfg, run_dir, resume_ckpt)
+    model, tok, train_ex, val_ex, train_recs, val_recs, data_stats = prepare_examples(
+        cfg, run_dir if is_main else None, model_name)
     if not train_ex:
         raise TrainingError(f"{cfg.data}: no training example left after loading and encoding")
     if cfg.dropout is not None:
         model.set_dropout(cfg.dropout)
     model.to(device)
     model.train()
+    # Dropout draws from the global RNG: each process gets its own stream, or every rank would drop the same units.
+    torch.manual_seed(cfg.seed + 100_003 * rank)
     precision = pick_precision(device, cfg.dtype, model.num_params())  # "auto" depends on the model's size
+    if resume_ckpt is None:
+        cfg.model = model_name
     if cfg.lr is None:
-        cfg.lr = 2e-3 if model_name == "tiny" else 5e-5  # from scratch vs nudging pre-trained weights
-    cfg.model = model_name
+        cfg.lr = 2e-3 if cfg.model == "tiny" else 5e-5  # from scratch vs nudging pre-trained weights
 
     micro_per_step = cfg.grad_accum * world  # micro-batches of batch_size per optimizer step, all processes
     step_size = cfg.batch_size * micro_per_step  # examples per optimizer step
@@ -341,9 +414,13 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     wandb_id = None
     if resume_ckpt is not None:
         state = load_train_state(resume_ckpt)
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # one per process
+        if len(rngs) != world:
+            raise TrainingError(f"{run_dir} was trained by {len(rngs)} process(es): resume it with {len(rngs)} "
+                                f"(torchrun --nproc_per_node {len(rngs)}), or its steps and data order would differ")
         optimizer.load_state_dict(state["optimizer"])
         precision.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        set_rng_state(rngs[rank])
         step, wandb_id = state["step"], state.get("wandb_id")
         if is_main:
             print(f"resuming {run_dir} at step {step} from {resume_ckpt.name}")
@@ -354,15 +431,19 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     if is_main:
         epoch0 = [mb for st in step_order(train_ex, step_size, cfg.seed, 0) for mb in micro_batches(st, cfg.batch_size)]
         pad = D.pad_fraction(epoch0, train_ex)
-        print(f"model {model_name}: {model.num_params() / 1e6:.1f}M parameters on {device} ({precision.dtype}) | "
+        print(f"model {cfg.model}: {model.num_params() / 1e6:.1f}M parameters on {device} ({precision.dtype}) | "
               f"{len(train_ex)} train / {len(val_ex)} val examples | weights {cfg.weights} | "
               f"{total_steps} steps of {cfg.batch_size * micro_per_step} examples | padding {pad:.1%}")
         tracker.log(step, {"data/" + k: v for k, v in flat(data_stats).items()})
     sample_recs = val_recs[:cfg.eval_samples]
+    judge = judges.grader(train_recs, val_recs) if is_main and cfg.eval_samples else None
+    if judge is not None:
+        print(f"sample tweets are scored by {judges.describe(judge)}")
 
     def checkpoint(at_step):
+        rngs = all_ranks(rng_state())  # every process's generator, so a resumed run draws the same dropout masks
         if is_main:
-            state = {"optimizer": optimizer.state_dict(), "scaler": precision.state_dict(), "rng": rng_state(),
+            state = {"optimizer": optimizer.state_dict(), "scaler": precision.state_dict(), "rng": rngs,
                      "step": at_step, "epoch": at_step // steps_per_epoch, "wandb_id": tracker.wandb_id,
                      "data_position": (at_step % steps_per_epoch) * step_size}
             save_checkpoint(run_dir, at_step, model, tok, cfg.template, state, keep_last=cfg.keep_last)
@@ -371,7 +452,8 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
         metrics = evaluate(objective, val_ex, cfg.batch_size, tok.eos_id, precision)
         if is_main:
             tracker.log(at_step, metrics)
-            tracker.log_samples(at_step, sample_tweets(model, tok, cfg.template, sample_recs, cfg.seed))
+            if judge is not None:
+                tracker.log_samples(at_step, sample_tweets(model, tok, cfg.template, sample_recs, cfg.seed, judge))
         return metrics
 
     bar = None
@@ -384,7 +466,9 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     order, order_epoch = None, -1
     try:
         with StopFlag() as stop:
-            while step < stop_at and not stop.requested:
+            # The stop flag is agreed by all processes at every step (one that got Ctrl-C tells the others), so
+            # they all leave the loop after the same step and save one checkpoint together.
+            while step < stop_at and not agreed(stop.requested, device):
                 # The data position is a pure function of the step: epoch, then a slice of that epoch's batches.
                 epoch, k = divmod(step, steps_per_epoch)
                 if epoch != order_epoch:  # the epoch's shuffled, length-grouped steps, computed once per epoch
@@ -400,7 +484,9 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
                     raise TrainingError(f"out of memory at --batch-size {cfg.batch_size}: lower --batch-size and "
                                         "raise --grad-accum to keep the same step") from None
                 step += 1
-                metrics["train/tokens_per_s"] = metrics["train/target_tokens"] * world / (time.perf_counter() - t0)
+                # target_tokens is already summed over all processes (accumulate_gradients' all-reduce)
+                metrics["train/step_s"] = time.perf_counter() - t0
+                metrics["train/tokens_per_s"] = metrics["train/target_tokens"] / metrics["train/step_s"]
                 metrics["train/epoch"] = step / steps_per_epoch
                 if is_main:
                     tracker.log(step, metrics)
@@ -427,9 +513,12 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
             # The tweet-quality harness (evaluate.py) on the checkpoint just saved: eval.json + eval_samples.jsonl.
             evaluate_run(run_dir, num_prompts=cfg.final_eval, device=str(device), wandb_run=tracker.wandb)
         if is_main:
-            print(f"try it:  python sample.py --model {run_dir} --prompt \"Write a witty tweet about debugging\"")
+            prompt = val_recs[0]["instruction"] if val_recs else "Write a witty tweet about debugging"
+            print(f"try it:  python sample.py --model {run_dir} --prompt {json.dumps(prompt, ensure_ascii=False)}")
     elif is_main:
         print(f"stopped at step {step}/{total_steps}; continue with:  python train.py --resume {run_dir}")
+    if world > 1:
+        print(f"[rank {rank}] left the loop after step {step}", file=sys.stderr)
     tracker.finish()
     if dist.is_initialized():
         dist.barrier()

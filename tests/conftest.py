@@ -14,6 +14,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# The fuzz tests (Hypothesis) explore the same 60 inputs on every run, so CI is repeatable; to hunt for new
+# failures, run them with HYPOTHESIS_PROFILE=deep (thousands of fresh random inputs).
+settings.register_profile("repeatable", max_examples=60, derandomize=True)
+settings.register_profile("deep", max_examples=3000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 # Tweets that break naive tokenizers: emoji (ZWJ sequences, skin tones, flags), newlines, URLs, @mentions, `&`
 # both raw and HTML-escaped, hashtags, runs of spaces, tabs, CJK, right-to-left text, combining accents, and the

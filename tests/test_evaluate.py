@@ -12,7 +12,8 @@ from minisft import records as R
 from minisft.config import TrainConfig, build_parser, parse_args
 from minisft.datagen import expected_engagement
 from minisft.datagen import generate as generate_records
-from minisft.evaluate import engagement_scorer, evaluate_run, main
+from minisft.evaluate import evaluate_run, main
+from minisft.judges import grader
 from minisft.templates import TEMPLATES
 from minisft.training import main as train_main
 
@@ -80,10 +81,10 @@ def test_imported_data_uses_the_fitted_predictor_and_reports_its_r2(run, tmp_pat
 
 def test_oracle_scores_with_the_asked_topic_and_source():
     records = generate_records(30, seed=3)
-    name, score, _ = engagement_scorer(records[:20], records[20:], records[20:])
+    judge = grader(records[:20], records[20:])
     r = records[25]
-    assert name == "oracle"
-    assert score("a tweet 🚀", r) == expected_engagement("a tweet 🚀", topic=r["topic"], source=r["source"])
+    assert judge.name == "oracle"
+    assert judge.score("a tweet 🚀", r) == expected_engagement("a tweet 🚀", topic=r["topic"], source=r["source"])
 
 
 def test_missing_data_file_is_one_clear_error(run, tmp_path, capsys):

@@ -362,7 +362,7 @@ POSTS = st.lists(st.fixed_dictionaries({}, optional={
     "reason": VALUES | st.fixed_dictionaries({"$type": VALUES})}) | ANY_JSON, max_size=6)
 CELLS = st.lists(st.lists(st.sampled_from(["1", "12", "many", "", "Wed, Aug 29, 2018", "@me x", "hello", "1e400",
                                            "-3", "x\ny"]) | st.text(max_size=10), min_size=0, max_size=6), max_size=6)
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def check_import(paths, mapping=None):

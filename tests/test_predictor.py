@@ -81,3 +81,13 @@ def test_r2_score_known_values():
     assert r2_score(y, np.full(3, 2.0)) == 0.0
     assert r2_score(y, np.array([3.0, 2.0, 1.0])) == pytest.approx(-3.0)
     assert r2_score(np.ones(3), np.ones(3)) is None
+
+
+def test_predictions_never_leave_the_range_of_the_training_tweets():
+    # likes grow with length; a tweet ten times longer than any training tweet must not get ten times the likes
+    records = with_likes(tweets(200, seed=5), lambda text, rng: 0.1 * len(text.split()) + rng.gauss(0, 0.1), seed=6)
+    p = EngagementPredictor.fit(records)
+    most = max(r["likes"] for r in records)
+    monster = " ".join(["code"] * 300) + " 🚀" * 40 + " #dev" * 20
+    assert p.predict_likes([monster], [None])[0] == pytest.approx(most, rel=1e-9)
+    assert p.predict_likes([""], [None])[0] >= min(r["likes"] for r in records) - 1e-9

@@ -171,7 +171,7 @@ ROWS = st.lists(st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=5),
                                 st.sampled_from(["", "  ", "x", "Write a tweet", "12", "-1", "1e400", "nan",
                                                  "2024-01-01T00:00:00Z", "<|endoftext|>"]) | JSON_VALUES,
                                 max_size=12), max_size=12)
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def check_invariant(path):

@@ -143,8 +143,9 @@ def test_checkpoint_folder_follows_latest(run_dir, tmp_path):
     (broken / "latest").write_text("checkpoints/step-0000999\n")
     with pytest.raises(FileNotFoundError, match="step-0000999"):
         runs.checkpoint_folder(broken)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="neither a run folder"):
-        runs.checkpoint_folder(tmp_path)
+        runs.checkpoint_folder(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         runs.checkpoint_folder(tmp_path / "nope")
 
