@@ -20,16 +20,13 @@ from pathlib import Path
 
 import torch
 
+from minisft.files import atomic_write_text
+from minisft.model import unwrap
 from minisft.pretrained import save_model
+from minisft.runs import POINTER
 from minisft.templates import save_template
 
 STEP_DIR = re.compile(r"^step-(\d{7})$")
-
-
-def unwrap(model):
-    """The plain module under DDP and torch.compile wrappers, so no `module.` or `_orig_mod.` prefix is saved."""
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    return getattr(model, "_orig_mod", model)  # torch.compile
 
 
 def rng_state() -> dict:
@@ -43,15 +40,6 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, template: str, train_state: dict,
@@ -70,7 +58,7 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, template: str, t
     if final.exists():  # saving the same step twice (e.g. a stop right after a scheduled save)
         shutil.rmtree(final)
     os.replace(tmp, final)
-    atomic_write_text(Path(run_dir) / "latest", f"checkpoints/{final.name}\n")
+    atomic_write_text(Path(run_dir) / POINTER, f"checkpoints/{final.name}\n")
     if keep_last > 0:
         prune(ckpt_root, keep_last, final)
     return final
@@ -84,7 +72,7 @@ def prune(ckpt_root: Path, keep_last: int, current: Path) -> None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = Path(run_dir) / "latest"
+    pointer = Path(run_dir) / POINTER
     if not pointer.exists():
         return None
     folder = Path(run_dir) / pointer.read_text().strip()

@@ -13,7 +13,7 @@ None or the reason the row is not training data (retweet, reply, ..., or "invali
 its problem). One place (import_posts) decides what is kept, merges rows that share an id, and counts every row:
 read = kept + skipped for each input, so nothing disappears without showing up in the summary. A metric a source
 lacks is None, never 0: a model conditioned on "0 likes" would learn that the post flopped, which we do not know.
-JSON Lines and CSV are read line by line exactly as the training loader reads them (records.py).
+JSON Lines and CSV are read line by line exactly as the training loader reads them (files.py).
 """
 
 import argparse
@@ -31,7 +31,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from minisft import topics
-from minisft.records import MAX_COUNT, DataError, csv_table, jsonl_rows, short_repr
+from minisft.files import DataError, csv_table, jsonl_rows
+from minisft.records import MAX_COUNT, short_repr
 
 SUPPORTED = ("supported formats: X account archive (folder, .zip or data/tweets.js), X analytics CSV "
              "('Post id' or legacy 'Tweet id' header), Bluesky getAuthorFeed JSON/JSONL, "
@@ -330,7 +331,7 @@ def analytics_row(r: dict, col: dict, where: str, replies: bool, links: str) -> 
 def load_json_pages(path: Path) -> list[tuple[str, object]]:
     """A JSON document (object or array: 'item 3') or JSON Lines ('line 3'), as (where, value) pairs.
 
-    JSON Lines go through records.jsonl_rows, the training loader's own line reader: a line that is not JSON
+    JSON Lines go through files.jsonl_rows, the training loader's own line reader: a line that is not JSON
     comes back as a records.BadField value, for the caller to count as an invalid row.
     """
     if path.suffix.lower() != ".jsonl":
@@ -425,7 +426,7 @@ def read_generic(path: Path, mapping: dict[str, str]) -> list[dict]:
             else:
                 rows.append((where, {f: value.get(c) for f, c in mapping.items()}, value))
         for field, column in mapping.items():
-            if rows and not any(r[field] is not None for _, r, _ in rows):
+            if rows and not any(column in raw for _, _, raw in rows):
                 raise BadInput(f"{path}: column '{column}' (for {field}) is in no line")
     for where, r, raw in rows:
         try:

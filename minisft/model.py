@@ -60,6 +60,13 @@ def tiny_config(vocab_size: int, eos_token_id: int = 0) -> GPTConfig:
                      bos_token_id=eos_token_id, eos_token_id=eos_token_id)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under the DistributedDataParallel and torch.compile wrappers: their parameter names carry
+    "module." and "_orig_mod." prefixes, which a saved checkpoint must not."""
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
 class KVCache:
     """Keys and values of every position seen so far, for incremental decoding.
 

@@ -12,7 +12,6 @@ transposed on the way in and on the way out; every other tensor maps one to one 
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -20,8 +19,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from minisft.model import GPT, OFFICIAL_SHAPES, GPTConfig, tiny_config
-from minisft.tokenizer import TOKENIZER_FILE, Tokenizer, _write_atomic, train_tokenizer
+from minisft.model import GPT, OFFICIAL_SHAPES, GPTConfig, tiny_config, unwrap
+from minisft.files import atomic_write, atomic_write_text
+from minisft.tokenizer import TOKENIZER_FILE, Tokenizer, train_tokenizer
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -314,7 +314,7 @@ def save_model(model: GPT, folder) -> None:
     The HF layout: `transformer.` prefix, Conv1D weights as [in, out], the tied lm_head stored once (as wte),
     contiguous CPU tensors. Each file is written to a temp name and renamed, so a crash never leaves half a file.
     """
-    model = getattr(model, "_orig_mod", model)  # torch.compile wraps the module; its state_dict adds "_orig_mod."
+    model = unwrap(model)  # no "_orig_mod." (torch.compile) or "module." (DDP) prefix in the saved names
     if model.lm_head.weight is not model.transformer.wte.weight:
         raise ValueError("lm_head is no longer tied to transformer.wte: GPT-2's layout stores one matrix for both")
     tensors = {}
@@ -324,13 +324,9 @@ def save_model(model: GPT, folder) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     dtype = model.transformer.wte.weight.dtype
-    tmp = folder / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})  # transformers checks this metadata entry
-        os.replace(tmp, folder / WEIGHTS_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _write_atomic(folder / CONFIG_FILE, json.dumps(config_to_hf(model.config, dtype), indent=2) + "\n")
+    # transformers checks the "format" metadata entry
+    atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write_text(folder / CONFIG_FILE, json.dumps(config_to_hf(model.config, dtype), indent=2) + "\n")
 
 
 # -------------------------------------------------------------------------------------------- tokenizer, tiny model

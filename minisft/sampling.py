@@ -27,7 +27,7 @@ import warnings
 
 import torch
 
-from minisft.model import GPT, KVCache, causal_mask
+from minisft.model import GPT, KVCache, causal_mask, unwrap
 from minisft.precision import cpu_has_bf16
 
 
@@ -160,8 +160,7 @@ def for_inference(model: GPT, dtype: torch.dtype | None = None, copy: bool = Tru
     about 1.3x faster per token (the common case: one tweet at a time), batch 8 about 5-8% slower. bf16 is
     faster in nn.Linear's own layout, so it is kept there.
     """
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    model = getattr(model, "_orig_mod", model)  # torch.compile: its wrapper adds nothing for a loop of tiny steps
+    model = unwrap(model)  # torch.compile's wrapper adds nothing to a loop of one-token steps
     if copy and dtype is None:
         return model
     if copy:

@@ -12,12 +12,13 @@ code appends it after each response by id, so the model learns where a tweet sto
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+
+from minisft.files import atomic_write_text
 
 END_OF_TEXT = "<|endoftext|>"
 TOKENIZER_FILE = "tokenizer.json"
@@ -66,10 +67,10 @@ class Tokenizer:
         """Write folder/tokenizer.json (plus a tokenizer_config.json so transformers knows the end token)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / TOKENIZER_FILE, self.backend.to_str(pretty=True))
+        atomic_write_text(folder / TOKENIZER_FILE, self.backend.to_str(pretty=True))
         config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": END_OF_TEXT, "eos_token": END_OF_TEXT,
                   "unk_token": END_OF_TEXT, "add_prefix_space": False, "clean_up_tokenization_spaces": False}
-        _write_atomic(folder / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
+        atomic_write_text(folder / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
 
     def __repr__(self) -> str:
         return f"Tokenizer(vocab_size={self.vocab_size}, eos_id={self.eos_id}, source={self.source!r})"
@@ -96,14 +97,3 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     )
     backend.train_from_iterator(texts, trainer)
     return Tokenizer(backend, source=f"trained (vocab_size={vocab_size})")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # A crash mid-write must never leave a half-written file under the real name: write a temp file in the same
-    # folder (same filesystem, so the rename is atomic) and swap it in.
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minisft import records as R
-from minisft.records import MAX_LINE_BYTES, DataError, derived_id, load_records
+from minisft.files import MAX_LINE_BYTES
+from minisft.records import DataError, derived_id, load_records
 
 SEED_ROW = {"instruction": "Write a tip tweet about sourdough", "response": "Feed the starter before you sleep.",
             "likes": 12, "comments": 1, "impressions": 900, "topic": "baking", "style": "tip"}
