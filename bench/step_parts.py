@@ -23,6 +23,7 @@ import torch  # noqa: E402
 from minisft import data as D  # noqa: E402
 from minisft import training  # noqa: E402
 from minisft.model import GPT  # noqa: E402
+from minisft.objective import SFTObjective  # noqa: E402
 from minisft.precision import pick_precision  # noqa: E402
 from train_speed import SHAPES, adamw_groups, shape_config, synthetic_examples  # noqa: E402
 
@@ -66,7 +67,7 @@ def fresh_vs_in_place_ms(rows: int, vocab: int, repeats: int = 5) -> dict:
 
 def profile_steps(model, config, dtype: str, batch: int, steps: int, top: int) -> str:
     examples = synthetic_examples(batch * (steps + 2), config.vocab_size, seed=0)
-    objective = training.SFTObjective(model.train())
+    objective = SFTObjective(model.train())
     opt = training.make_optimizer(model, 1e-4, 0.1, torch.device("cpu"))
     precision = pick_precision(torch.device("cpu"), dtype)
     order = training.step_order(examples, batch, 0, 0)

@@ -8,7 +8,7 @@ same masking (loss on the response tokens only):
     (with an attention mask), `labels` with -100 on prompt and padding, full logits, torch.optim.AdamW with its
     default implementation, torch.autocast for bf16;
   - minisft, the way its loop runs: training.step_order (length-grouped batches), SFTObjective (logits at target
-    positions only, made in chunks with their gradient: loss.ChunkedHeadLoss), training.train_step,
+    positions only, made in chunks with their gradient: fast_head.ChunkedHeadLoss), training.train_step,
     training.make_optimizer (fused AdamW), precision.pick_precision. Each of these "levers" can be switched
     (--ours, --levers) to see what it is worth.
 
@@ -50,7 +50,10 @@ from minisft import data as D  # noqa: E402
 from minisft import records as R  # noqa: E402
 from minisft import precision as P  # noqa: E402
 from minisft import training  # noqa: E402
-from minisft.loss import IGNORE, full_logits_loss_sums, loss_sums  # noqa: E402
+from minisft import fast_head  # noqa: E402
+from minisft.loss import IGNORE  # noqa: E402
+from minisft.objective import SFTObjective  # noqa: E402
+from minisft.templates import prompt_format  # noqa: E402
 from minisft.model import GPT, GPTConfig  # noqa: E402
 from minisft.packing import collate_packed, packed_batches  # noqa: E402
 from sample_speed import SHAPES, _timed  # noqa: E402
@@ -90,7 +93,7 @@ def tweet_examples(n: int, seed: int, vocab: int = 4096) -> list[D.Example]:
     records = random.Random(f"tweets:{seed}").sample(records, n)
     prompts = [render_prompt("plain", r["instruction"]) for r in records]
     tok = train_tokenizer([p + response_text(p, r["response"]) for p, r in zip(prompts, records)], vocab)
-    return D.encode_records(tok, records, "plain", max_len=256)[0]
+    return D.encode_records(tok, records, prompt_format("plain"), max_len=256)[0]
 
 
 def make_examples(kind: str, n: int, vocab: int, seed: int) -> list[D.Example]:
@@ -183,23 +186,15 @@ def hf_side(config: GPTConfig, dtype: str, lr: float, fused: bool = False):
 
 # ---------------------------------------------------------------------------------------------- the minisft side
 
-class FullLogitsObjective(training.SFTObjective):
-    """Lever off: logits at every position, as transformers does (the textbook form kept in loss.py)."""
+class PlainHeadObjective(SFTObjective):
+    """Lever off: logits at target positions only, but all N at once through autograd (head_loss_sums chunk=None)."""
 
     def forward(self, input_ids, targets, weights):
-        s = full_logits_loss_sums(self.model(input_ids), targets, weights)
-        return s.weighted, s.weight, s.nll, s.tokens
+        return fast_head.head_loss_sums(self.model.hidden_states(input_ids), self.model.lm_head.weight, targets,
+                                        weights, chunk=None)
 
 
-class PlainHeadObjective(training.SFTObjective):
-    """Lever off: logits at target positions only, but all N at once through autograd (loss_sums chunk=None)."""
-
-    def forward(self, input_ids, targets, weights):
-        s = loss_sums(self.model.hidden_states(input_ids), self.model.lm_head.weight, targets, weights, chunk=None)
-        return s.weighted, s.weight, s.nll, s.tokens
-
-
-class PackedObjective(training.SFTObjective):
+class PackedObjective(SFTObjective):
     """SFTObjective for packed rows (bench only: train_step passes input_ids, targets, weights; the position ids
     and the block-diagonal mask come through `self.extra`). Weights are 1 here, so one weight per row is exact."""
 
@@ -208,8 +203,7 @@ class PackedObjective(training.SFTObjective):
     def forward(self, input_ids, targets, weights):
         hidden = self.model.hidden_states(input_ids, position_ids=self.extra["position_ids"],
                                           attn_mask=self.extra["attn_mask"])
-        s = loss_sums(hidden, self.model.lm_head.weight, targets, weights)
-        return s.weighted, s.weight, s.nll, s.tokens
+        return fast_head.head_loss_sums(hidden, self.model.lm_head.weight, targets, weights)
 
 
 def ours_side(config: GPTConfig, dtype: str, lr: float, levers: dict):
@@ -218,9 +212,9 @@ def ours_side(config: GPTConfig, dtype: str, lr: float, levers: dict):
     if levers["pack"]:
         objective = PackedObjective(model)
     elif not levers["targets_only"]:
-        objective = FullLogitsObjective(model)
+        objective = SFTObjective(model, fast=False)  # the textbook loss of loss.py: logits at every position
     else:
-        objective = (training.SFTObjective if levers["chunked_head"] else PlainHeadObjective)(model)
+        objective = (SFTObjective if levers["chunked_head"] else PlainHeadObjective)(model)
     run = torch.compile(objective, dynamic=True) if levers["compile"] else objective
     opt = training.make_optimizer(model, lr, HPARAMS["weight_decay"], torch.device("cpu"))
     if bool(opt.defaults.get("fused")) != levers["fused_adamw"]:

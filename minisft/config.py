@@ -74,6 +74,9 @@ class TrainConfig:
                              "older GPUs; on CPUs with bf16 units bf16 for GPT-2 sizes and fp32 for tiny; else "
                              "fp32), fp32, bf16, fp16", choices=("auto", "fp32", "bf16", "fp16"))
     compile: bool = opt(False, "torch.compile the model (checkpoints are still saved from the plain module)")
+    fast_head: bool = opt(True, "the loss's speed machinery (minisft/fast_head.py): logits only at target positions, "
+                                "in chunks, the tied embedding's gradient summed in place. --no-fast-head computes "
+                                "the textbook loss from full logits: the same numbers, more memory and time")
     wandb: str = opt("auto", "Weights & Biases: auto (online when logged in, else offline to sync later), online, "
                              "offline, disabled", choices=("auto", "online", "offline", "disabled"))
     wandb_project: str = opt("minisft", "W&B project name")

@@ -4,8 +4,9 @@ The way through this file, in order:
   encode_example  prompt + response -> input_ids / targets: the shift by one and the loss mask (the SFT core)
   batches         length-grouped, shuffled batches of indices, replayable from (seed, epoch)
   collate         pad one batch into tensors
-`encode_records` encodes a list of records with their engagement weights (minisft/weighting.py), and
-`build_dataset` does everything from the file (records.load_records) up to the examples in one call.
+`encode_records` encodes a list of records with their engagement weights (minisft/weighting.py). The one way from
+a file to examples, used by training, evaluate and explain: `load_split` (read once, check, split, mix, fit the
+weights) then `encode_split`; `prepare` is both in one call.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from minisft.config import TrainConfig
 from minisft.loss import IGNORE
-from minisft.records import DataError, load_records, mix_records, split_records
-from minisft.templates import render_prompt, response_text
-from minisft.weighting import DEFAULT_MAX_WEIGHT, fit_weights
+from minisft.records import DataError, LoadStats, load_records, mix_records, split_records
+from minisft.templates import format_prompt, response_text
+from minisft.weighting import EngagementWeights, fit_weights
 
 
 # ------------------------------------------------------------------------------------- the shift and the mask
@@ -139,49 +141,81 @@ def pad_fraction(batch_list: list[list[int]], examples: list[Example]) -> float:
 
 # --------------------------------------------------------------------------------------------- all together
 
-def encode_records(tok, records: list[dict], template: str, max_len: int, weigh=None,
-                   train_on_prompt: bool = False) -> tuple[list[Example], dict]:
-    """Encode records under a template: (examples, counts {encoded, truncated, dropped}).
+DEFAULT_MAX_LEN = 256  # tokens: a tweet and its prompt fit well within it, and the tiny model's context is 256
 
-    weigh: a fitted minisft.weighting.EngagementWeights (record -> weight), or None for weight 1.
-    """
+
+def example_length(max_len: int | None, n_positions: int) -> int:
+    """--max-len, or by default the shorter of DEFAULT_MAX_LEN and the model's context."""
+    return max_len or min(DEFAULT_MAX_LEN, n_positions)
+
+
+def encode_records(tok, records: list[dict], fmt: str, max_len: int, weigh=None,
+                   train_on_prompt: bool = False) -> tuple[list[Example], dict]:
+    """Encode records under a template's prompt format (templates.py): (examples, counts {encoded, truncated,
+    dropped}). weigh: a fitted minisft.weighting.EngagementWeights (record -> weight), or None for weight 1."""
     stats, examples = EncodeStats(), []
     for r in records:
-        ex = encode_example(tok, render_prompt(template, r["instruction"]), r["response"], max_len,
-                            train_on_prompt, stats)
+        ex = encode_example(tok, format_prompt(fmt, r["instruction"]), r["response"], max_len, train_on_prompt, stats)
         if ex is not None:
             ex.id, ex.weight = r["id"], weigh(r) if weigh is not None else 1.0
             examples.append(ex)
     return examples, asdict(stats)
 
 
-def build_dataset(path, tok, template="plain", max_len=256, weights_scheme="none", train_on_prompt=False,
-                  val_fraction=0.05, seed=0, on_bad="error", rejects_path=None, mix=None,
-                  max_weight=DEFAULT_MAX_WEIGHT) -> tuple[list[Example], list[Example], dict]:
-    """Load, check, split, (mix), weigh and encode: (train_examples, val_examples, stats) in one call.
+@dataclass
+class Split:
+    """A run's records, read from its file once: all of them (file order), the training split (after --mix), the
+    validation split, the engagement weights fitted on the training split, and the loader's counts."""
+    records: list[dict]
+    train: list[dict]
+    val: list[dict]
+    weigh: EngagementWeights
+    load: LoadStats
 
-    The weights are fitted on the training split only (mean 1 over it). Validation examples carry the same
-    function's weights, so a weighted validation loss can be reported next to the plain one.
+
+@dataclass
+class Dataset:
+    """A Split encoded for one tokenizer and template: the examples the loop trains and validates on."""
+    split: Split
+    train: list[Example]
+    val: list[Example]
+    stats: dict
+
+
+def load_split(cfg: TrainConfig, rejects_path=None) -> Split:
+    """Read once -> check -> split -> mix -> fit the weights, with the run's settings (a TrainConfig)."""
+    records, load_stats = load_records(cfg.data, cfg.on_bad, rejects_path)
+    train, val = split_records(records, cfg.val_fraction, cfg.split_seed)
+    if cfg.mix:
+        train = mix_records(train, cfg.mix, cfg.split_seed)
+    return Split(records, train, val, fit_weights(train, cfg.weights, cfg.max_weight), load_stats)
+
+
+def encode_split(split: Split, tok, fmt: str, max_len: int, train_on_prompt: bool = False) -> Dataset:
+    """-> encode: the training and validation examples, with their weights, and the counts for the log.
+
+    Validation examples carry the same fitted weights, so a weighted validation loss is reported next to the plain
+    one, and they always score the response only, even when training also learns the prompt: the question is
+    always "how well does it write the tweet for this instruction?", so runs stay comparable.
     """
-    records, load_stats = load_records(path, on_bad, rejects_path)
-    train_records, val_records = split_records(records, val_fraction, seed)
-    if mix:
-        train_records = mix_records(train_records, mix, seed)
-    weigh = fit_weights(train_records, weights_scheme, max_weight)
-    train, train_enc = encode_records(tok, train_records, template, max_len, weigh, train_on_prompt)
-    # Validation always scores the response only, even when training also learns the prompt: the question is
-    # always "how well does it write the tweet for this instruction?", so runs stay comparable.
-    val, val_enc = encode_records(tok, val_records, template, max_len, weigh, train_on_prompt=False)
+    train, train_enc = encode_records(tok, split.train, fmt, max_len, split.weigh, train_on_prompt)
+    val, val_enc = encode_records(tok, split.val, fmt, max_len, split.weigh, train_on_prompt=False)
     if not train:
-        raise DataError(f"{path}: no training examples ({load_stats.kept} records kept, {len(train_records)} in "
-                        f"the training split, {train_enc['dropped']} too long for max_len={max_len})")
+        raise DataError(f"no training examples ({split.load.kept} records kept, {len(split.train)} in the training "
+                        f"split, {train_enc['dropped']} too long for max_len={max_len})")
     w = np.array([ex.weight for ex in train])
-    stats = {**asdict(load_stats), "train_records": len(train_records), "val_records": len(val_records),
+    stats = {**asdict(split.load), "train_records": len(split.train), "val_records": len(split.val),
              "train_examples": len(train), "val_examples": len(val),
              "truncated": train_enc["truncated"] + val_enc["truncated"],
              "dropped": train_enc["dropped"] + val_enc["dropped"],
-             "train_sources": dict(Counter(str(r.get("source")) for r in train_records)),
+             "train_sources": dict(Counter(str(r.get("source")) for r in split.train)),
              "train_target_tokens": sum(sum(t != IGNORE for t in ex.targets) for ex in train),
-             "weights": weigh.scheme, "weight_min": float(w.min()), "weight_max": float(w.max()),
-             "weights_missing": sum(weigh.score(r) is None for r in train_records)}
-    return train, val, stats
+             "weights": split.weigh.scheme, "weight_min": float(w.min()), "weight_max": float(w.max()),
+             "weights_missing": sum(split.weigh.score(r) is None for r in split.train)}
+    return Dataset(split, train, val, stats)
+
+
+def prepare(cfg: TrainConfig, tok, fmt: str, max_len: int, rejects_path=None) -> Dataset:
+    """The whole way from the file to examples, for a tokenizer that already exists: load_split, then encode_split.
+    (Training a tiny model runs the two steps itself: its tokenizer learns from the training split in between.)"""
+    return encode_split(load_split(cfg, rejects_path), tok, fmt, max_len, cfg.train_on_prompt)

@@ -7,93 +7,42 @@ Loss alone can't answer "are the tweets good": a model can lower its loss by mem
 tweet for every prompt, or by never stopping. So next to the loss we generate tweets and measure them:
 
   1. the held-out instructions are FIXED: the run's own validation split, rebuilt exactly as training built it
-     (run_config.json -> load_records -> split_records with the run's val_fraction and split_seed), first N in file order;
+     (run_config.json -> data.load_split, the same call training makes), the first N in file order;
   2. K tweets per instruction, sampled with fixed seeds (temperature 0.8, top-p 0.95 unless told otherwise), each
      prompt wrapped in the checkpoint's own template: same settings, same prompts, comparable runs;
   3. each tweet is scored: length, ended with <|endoftext|>, novelty vs the training split, topic adherence
      (metrics.py), and expected likes. On the shipped synthetic set the generator's own engagement model is the
      judge (datagen.expected_engagement); on imported real data a ridge predictor fitted on the training split is
      (predictor.py), and its held-out R^2 is reported with it, so you know how far to trust it.
+The validation loss is objective.validation_loss, the training loop's own, in the run's precision.
 
 Writes <run>/eval.json (settings + metrics) and <run>/eval_samples.jsonl (one row per tweet), and a W&B table.
+The metric names are the same everywhere: val/... as in metrics.jsonl, eval/... for the tweets, in eval.json, W&B
+and the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
-import torch
 
 from minisft import data as D
 from minisft import judges
-from minisft import records as R
 from minisft.config import TrainConfig
-from minisft.loss import loss_sums
 from minisft.metrics import CopyDetector, on_topic, text_quality, within_limit
+from minisft.objective import SFTObjective, validation_loss
 from minisft.precision import pick_device, pick_precision
 from minisft.pretrained import load_model, load_tokenizer
 from minisft.runs import checkpoint_folder
 from minisft.sampling import generate
 from minisft.templates import format_prompt, load_template
-from minisft.weighting import fit_weights
 
 DEFAULTS = dict(num_prompts=50, k=4, seed=0, max_new_tokens=128, temperature=0.8, top_k=0, top_p=0.95,
                 batch_size=64)
-
-
-# ---------------------------------------------------------------------------------------- the run's own data
-
-def run_data(run_dir: Path, cfg: TrainConfig, data: str | None = None):
-    """(train records, validation records, records the weights were fitted on), rebuilt exactly as training did."""
-    path = Path(data or cfg.data)
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir / 'run_config.json'}: data: {path} not found (was the run trained from "
-                                "another folder?): pass --data PATH")
-    records, _ = R.load_records(path, on_bad=cfg.on_bad)
-    train, val = R.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
-    weighted_on = R.mix_records(train, cfg.mix, cfg.split_seed) if cfg.mix else train
-    return train, val, weighted_on
-
-
-# ----------------------------------------------------------------------------------------------- the loss
-
-@torch.no_grad()
-def validation_loss(model, tok, fmt: str, records: list[dict], weigh, max_len: int, batch_size: int,
-                    device: torch.device) -> dict:
-    """The training loss on the validation records: weighted (what training minimises) and plain, + perplexity.
-
-    Same encoding (template, shift, mask), same weights (fitted on the training split) and the same loss_sums as
-    training, so at the run's last step this equals the last val/loss in metrics.jsonl. Like training's validation,
-    it scores the response only, also for runs trained with --train-on-prompt, so every run is judged alike.
-    """
-    stats, examples = D.EncodeStats(), []
-    for r in records:
-        prompt = format_prompt(fmt, r["instruction"])
-        ex = D.encode_example(tok, prompt, r["response"], max_len, stats=stats)
-        if ex is not None:
-            ex.weight = weigh(r)
-            examples.append(ex)
-    if not examples:
-        return {}
-    precision = pick_precision(device, "auto", model.num_params())
-    weighted = weight = nll = 0.0
-    tokens = 0
-    examples.sort(key=lambda e: len(e.input_ids))  # similar lengths together: little padding, same sums
-    for start in range(0, len(examples), batch_size):
-        mb = D.collate(examples[start:start + batch_size], tok.eos_id)
-        with precision.autocast():
-            hidden = model.hidden_states(mb["input_ids"].to(device))  # [B, T, C]
-            s = loss_sums(hidden, model.lm_head.weight, mb["targets"].to(device), mb["weights"].to(device))
-        weighted, weight, nll = weighted + float(s.weighted), weight + float(s.weight), nll + float(s.nll)
-        tokens += s.tokens
-    loss, plain = weighted / max(weight, 1e-12), nll / max(tokens, 1)
-    return {"val_loss": loss, "val_loss_unweighted": plain, "val_ppl": math.exp(min(plain, 50.0)),
-            "val_ppl_weighted": math.exp(min(loss, 50.0)), "val_examples": len(examples), "val_tokens": tokens}
 
 
 # ------------------------------------------------------------------------------------------ the tweets
@@ -152,7 +101,7 @@ def summarise(rows: list[dict], copies: CopyDetector, score, eval_records: list[
 def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_new_tokens: int = 128,
                  temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, batch_size: int = 64,
                  device: str = "auto", data: str | None = None, wandb: str = "disabled", wandb_run=None,
-                 quiet: bool = False) -> dict:
+                 quiet: bool = False, dataset: D.Dataset | None = None) -> dict:
     """Evaluate the latest checkpoint of a run folder; write eval.json and eval_samples.jsonl; return eval.json.
 
     wandb_run: an open W&B run to log to (the training loop passes its own); else wandb="online"/"offline"/"auto"
@@ -164,25 +113,30 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
         raise FileNotFoundError(f"{run_dir} has no run_config.json: evaluate takes a run folder made by train.py "
                                 "(its config says which data and split to evaluate on)")
     cfg = TrainConfig.load(run_dir / "run_config.json")
+    cfg.data = data or cfg.data
+    if dataset is None and not Path(cfg.data).exists():
+        raise FileNotFoundError(f"{run_dir / 'run_config.json'}: data: {cfg.data} not found (was the run trained "
+                                "from another folder?): pass --data PATH")
     dev = pick_device(device)
     model = load_model(str(ckpt)).to(dev).eval()
     tok = load_tokenizer(str(ckpt))
     template, fmt = load_template(ckpt)
-    train, val, weighted_on = run_data(run_dir, cfg, data)
+    if dataset is None:  # training passes its own: the file is read once per run
+        dataset = D.prepare(cfg, tok, fmt, D.example_length(cfg.max_len, model.config.n_positions))
+    train, val = dataset.split.train, dataset.split.val
     if not val:
         raise ValueError(f"{run_dir}: the validation split is empty: nothing held out to evaluate on")
-    weigh = fit_weights(weighted_on, cfg.weights, cfg.max_weight)
-    max_len = cfg.max_len or min(256, model.config.n_positions)
 
-    metrics = validation_loss(model, tok, fmt, val, weigh, max_len, batch_size, dev)
+    precision = pick_precision(dev, cfg.dtype, model.num_params())  # the run's own, as training measured it
+    metrics = validation_loss(SFTObjective(model, fast=cfg.fast_head), dataset.val, batch_size, tok.eos_id, precision)
     eval_records = val[:num_prompts]
     rows = generate_tweets(model, tok, fmt, eval_records, k, seed, max_new_tokens, temperature, top_k, top_p,
                            batch_size)
     judge = judges.grader(train, val)
     copies = CopyDetector(r["response"] for r in train)
     score_tweets(rows, judge.score, copies, eval_records)
-    metrics.update(summarise(rows, copies, judge.score, eval_records))
-    metrics.update(judge.info)
+    tweet_metrics = {**summarise(rows, copies, judge.score, eval_records), **judge.info}
+    metrics.update({f"eval/{k}": v for k, v in tweet_metrics.items()})
     result = {"run": str(run_dir), "checkpoint": str(ckpt), "step": _step_of(ckpt), "template": template,
               "engagement_scorer": judge.name,
               "settings": dict(num_prompts=len(eval_records), k=k, seed=seed, max_new_tokens=max_new_tokens,
@@ -218,7 +172,7 @@ def log_to_wandb(run_dir: Path, cfg: TrainConfig, ckpt: Path, result: dict, rows
         mode = ("online" if wandb_logged_in() else "offline") if mode == "auto" else mode
         run = wandb.init(project=cfg.wandb_project, dir=str(run_dir), id=run_id, mode=mode, name=run_dir.name,
                          resume="allow" if run_id else None)
-    numbers = {f"eval/{k}": v for k, v in result["metrics"].items() if isinstance(v, (int, float))}
+    numbers = {k: v for k, v in result["metrics"].items() if isinstance(v, (int, float))}
     columns = ["instruction", "topic", "text", "chars", "ended", "expected_likes", "novel", "on_topic"]
     table = wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in rows])
     run.log({**numbers, "eval/samples": table})  # no step: a finished run only accepts steps after its last one
@@ -232,11 +186,11 @@ def _fmt(x, digits=3):
 
 
 def print_summary(result: dict, rows: list[dict], shown: int = 3) -> None:
-    m, s = result["metrics"], result["settings"]
+    m, s = {k.split("/", 1)[1]: v for k, v in result["metrics"].items()}, result["settings"]
     print(f"evaluated {result['checkpoint']} on {s['num_prompts']} held-out instructions x {s['k']} tweets "
           f"(T={s['temperature']}, top-p={s['top_p']}, seed {s['seed']})")
-    print(f"  val loss {_fmt(m.get('val_loss'))} (unweighted {_fmt(m.get('val_loss_unweighted'))}, "
-          f"ppl {_fmt(m.get('val_ppl'), 1)})")
+    print(f"  val loss {_fmt(m.get('loss'))} (unweighted {_fmt(m.get('loss_unweighted'))}, "
+          f"ppl {_fmt(m.get('ppl'), 1)})")
     print(f"  within 280 chars {_fmt(m['within_280'], 2)} | ended {_fmt(m['ended'], 2)} | distinct-1 "
           f"{_fmt(m['distinct_1'], 2)} distinct-2 {_fmt(m['distinct_2'], 2)} | repeated 3-gram "
           f"{_fmt(m['repeated_3gram'], 2)} | novel {_fmt(m['novelty'], 2)} | on topic {_fmt(m['on_topic'], 2)}")

@@ -4,9 +4,10 @@
     python -m minisft.explain --id syn-000001 --template alpaca --weights none
     python -m minisft.explain 0 --model runs/my-run      # a trained run: + each token's loss
 
-Nothing here re-implements training. The example comes out of `training.prepare_examples`, the very call train.py
+Nothing here re-implements training. The example comes out of `training.prepare_run`, the very call train.py
 makes (records -> split -> weights fitted on the training split -> template -> tokens -> shift and mask), and the
-loss out of `loss.loss_sums` on the batch `data.collate` builds. So what this prints is what training computes.
+loss out of the loop's `objective.SFTObjective` on the batch `data.collate` builds. So what this prints is what
+training computes.
 
 Each row is one position t of the model's input: the token it reads, the token it must predict there (the next
 one: the shift by one), whether that prediction is a target or ignored (the mask), the weight the loss gives it,
@@ -24,12 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from minisft import data as D
-from minisft import records as R
 from minisft.config import WEIGHT_SCHEMES, TrainConfig
-from minisft.loss import IGNORE, loss_sums
+from minisft.loss import IGNORE
+from minisft.objective import SFTObjective
 from minisft.runs import checkpoint_folder
 from minisft.templates import render_prompt, response_text
-from minisft.training import prepare_examples
+from minisft.training import prepare_run
 
 
 # ------------------------------------------------------------------------------------------- showing a token
@@ -61,12 +62,13 @@ def token_text(tok, token_id: int) -> str:
 # ------------------------------------------------------------------------------- the example and its losses
 
 def load_example(cfg: TrainConfig, index: int | None = None, record_id: str | None = None, ckpt: Path | None = None):
-    """(record, example or None, split, model, tokenizer): the example built by training's own prepare_examples.
+    """(record, example or None, split, model, tokenizer): the example built by training's own prepare_run.
 
     ckpt None: the tiny model's tokenizer is trained on the training split, as `train.py --model tiny` does.
     ckpt a checkpoint folder: its model and tokenizer (weights and template come from cfg = its run_config.json).
     """
-    records, _ = R.load_records(cfg.data, on_bad=cfg.on_bad)
+    model, tok, data = prepare_run(cfg, None, str(ckpt) if ckpt is not None else "tiny")
+    records = data.split.records  # every kept record, in file order: what `index` counts
     if record_id is not None:
         found = [r for r in records if r["id"] == record_id]
         if not found:
@@ -76,8 +78,7 @@ def load_example(cfg: TrainConfig, index: int | None = None, record_id: str | No
         if not 0 <= index < len(records):
             raise ValueError(f"{cfg.data}: record index {index} is out of range: it has {len(records)} records")
         record = records[index]
-    model, tok, train_ex, val_ex, _, _, _ = prepare_examples(cfg, None, str(ckpt) if ckpt is not None else "tiny")
-    for split, examples in (("train", train_ex), ("validation", val_ex)):
+    for split, examples in (("train", data.train), ("validation", data.val)):
         for ex in examples:
             if ex.id == record["id"]:
                 return record, ex, split, model, tok
@@ -88,16 +89,15 @@ def load_example(cfg: TrainConfig, index: int | None = None, record_id: str | No
 def token_losses(model, tok, example: D.Example) -> tuple[list[float], dict]:
     """CE of every position's next token (targets and ignored alike), and the loop's loss sums for this example.
 
-    The per-token CEs come from the full logits; the sums from loss.loss_sums on the collated batch of one, the
-    exact function and batch layout the training loop uses. Both must agree on the target positions.
+    The per-token CEs come from the full logits, the textbook way; the sums from the training loop's own objective
+    (objective.SFTObjective, fast path and all) on the batch data.collate builds. Both must agree on the targets.
     """
     model.eval()
     batch = D.collate([example], tok.eos_id)  # [1, T]: the batch the loop would build
-    hidden = model.hidden_states(batch["input_ids"])  # [1, T, C]
-    logits = model.lm_head(hidden)[0].float()  # [T, V]: logits[t] scores the token after input_ids[t]
+    logits = model(batch["input_ids"])[0].float()  # [T, V]: logits[t] scores the token after input_ids[t]
     following = torch.tensor(example.input_ids[1:] + example.targets[-1:])  # [T]: the real next tokens
     ce = F.cross_entropy(logits, following, reduction="none")
-    s = loss_sums(hidden, model.lm_head.weight, batch["targets"], batch["weights"])
+    s = SFTObjective(model)(batch["input_ids"], batch["targets"], batch["weights"])
     sums = {"weighted": float(s.weighted), "weight": float(s.weight), "nll": float(s.nll), "tokens": s.tokens}
     return ce.tolist(), sums
 
@@ -136,7 +136,7 @@ def render(rows: list[dict], header: list[str], sums: dict | None = None, prompt
                   f"{n_target} targets (the last one is <|endoftext|>: the model learns to stop)"]
     if sums:
         ratio = sums["weighted"] / max(sums["weight"], 1e-12)
-        lines += [f"loss.loss_sums: sum w*CE = {sums['weighted']:.4f}, sum w = {sums['weight']:.4f} over "
+        lines += [f"SFTObjective: sum w*CE = {sums['weighted']:.4f}, sum w = {sums['weight']:.4f} over "
                   f"{sums['tokens']} target tokens -> weighted loss {ratio:.4f} nats",
                   f"  alone, the weight cancels (= mean CE {sums['nll'] / max(sums['tokens'], 1):.4f}); in a step "
                   "it sets this example's share against the others"]

@@ -159,35 +159,6 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class TiedEmbedding(torch.autograd.Function):
-    """(token ids [B, T], the tied matrix W [V, C]) -> (their embeddings [B, T, C], W again for the output head).
-
-    GPT-2 uses one matrix twice: to look tokens up at the bottom and to score the next token at the top. Autograd
-    would give W two gradients and add them: the head's, dense [V, C], and the lookup's, which it builds as a dense
-    [V, C] tensor of zeros with the batch's few hundred rows filled in, then a third [V, C] tensor for the sum (at
-    GPT-2 size each is 154 MB of float32, made fresh every step). Handing the head its W through this function
-    makes both gradients arrive here together, so the lookup's rows are added into the head's gradient in place.
-    """
-
-    @staticmethod
-    def forward(ctx, idx, W):
-        ctx.save_for_backward(idx)
-        ctx.W_shape = W.shape
-        return F.embedding(idx, W), W.view_as(W)
-
-    @staticmethod
-    def backward(ctx, grad_emb, grad_head):
-        (idx,) = ctx.saved_tensors
-        if grad_head is None:  # the head did not use W (e.g. a loss on hidden states only)
-            grad_head = torch.zeros(ctx.W_shape, dtype=grad_emb.dtype, device=grad_emb.device)
-        elif not grad_head.is_contiguous():  # e.g. head.sum() hands back one value broadcast to [V, C]: copy it
-            grad_head = grad_head.contiguous()
-        # grad_head is the head's fresh gradient (a matmul's output in this package), ours to add into: row idx
-        # gets every gradient of the positions that looked it up ([B*T, C] rows; a repeated token adds up).
-        grad_head.index_add_(0, idx.flatten(), grad_emb.flatten(0, 1).to(grad_head.dtype))
-        return None, grad_head
-
-
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -229,20 +200,16 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied lm_head is counted once
 
-    def hidden_states(self, idx, position_ids=None, attn_mask=None, cache: KVCache | None = None):
-        """Token ids [B, T] -> final hidden states [B, T, C] (after ln_f, before the output projection)."""
-        return self.trunk(idx, position_ids, attn_mask, cache)[0]
-
-    def trunk(self, idx, position_ids=None, attn_mask=None, cache: KVCache | None = None):
-        """Token ids [B, T] -> (final hidden states [B, T, C], the output head's weight [V, C]).
-
-        Use this head weight (not lm_head.weight) for the logits or the loss when training: it is the tied matrix
-        handed out by TiedEmbedding, so its gradient and the embedding's are summed in place.
+    def hidden_states(self, idx, position_ids=None, attn_mask=None, cache: KVCache | None = None,
+                      token_embeddings=None):
+        """Token ids [B, T] -> final hidden states [B, T, C] (after ln_f, before the output projection).
 
         position_ids: [B, T] or None (then 0..T-1, shifted by what the cache already holds).
         attn_mask: bool, broadcastable to [B, H, T, S], True where a query may attend to a key; None = causal.
             Batched decoding with left padding and packed sequences pass their own mask here.
         cache: a KVCache to read the past from and append this call's keys and values to.
+        token_embeddings: wte(idx) [B, T, C], when the caller looked the tokens up itself (fast_head.py does, to
+            sum the tied matrix's two gradients in place).
         """
         B, T = idx.shape
         past = cache.pos if cache is not None else 0
@@ -251,32 +218,14 @@ class GPT(nn.Module):
         if int(position_ids.max()) >= self.config.n_positions:
             raise ValueError(f"position {int(position_ids.max())} is past the context of "
                              f"{self.config.n_positions} positions")
-        W = self.transformer.wte.weight
-        if torch.is_grad_enabled() and W.requires_grad and W is self.lm_head.weight:
-            tok, head = TiedEmbedding.apply(idx, W)
-        else:  # nothing to differentiate (or untied by hand): a plain lookup
-            tok, head = self.transformer.wte(idx), self.lm_head.weight
+        tok = self.transformer.wte(idx) if token_embeddings is None else token_embeddings
         x = self.transformer.drop(tok + self.transformer.wpe(position_ids))
         for i, block in enumerate(self.transformer.h):
             x = block(x, attn_mask, cache, i)
         if cache is not None:
             cache.advance(T)
-        return self.transformer.ln_f(x), head
+        return self.transformer.ln_f(x)
 
     def forward(self, idx, position_ids=None, attn_mask=None, cache: KVCache | None = None):
         """Token ids [B, T] -> next-token logits [B, T, V]: logits[:, t] scores the token that follows idx[:, t]."""
-        hidden, head = self.trunk(idx, position_ids, attn_mask, cache)
-        return F.linear(hidden, head)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, revision: str | None = None) -> "GPT":
-        """Official GPT-2 weights (`gpt2` ... `gpt2-xl`) or a local Hugging Face folder; see pretrained.py."""
-        from minisft.pretrained import load_model
-
-        return load_model(name_or_path, revision=revision)
-
-    def save_pretrained(self, folder) -> None:
-        """Write config.json + model.safetensors in the Hugging Face GPT-2 layout; see pretrained.py."""
-        from minisft.pretrained import save_model
-
-        save_model(self, folder)
+        return self.lm_head(self.hidden_states(idx, position_ids, attn_mask, cache))

@@ -27,7 +27,8 @@ import random
 
 import torch
 
-from minisft.loss import IGNORE, LossSums, loss_sums
+from minisft.fast_head import head_loss_sums
+from minisft.loss import IGNORE, LossSums
 
 
 def pack(examples, max_len: int) -> list[list[int]]:
@@ -107,11 +108,11 @@ def block_causal_mask(doc_ids: torch.Tensor) -> torch.Tensor:
 
 
 def packed_loss_sums(hidden, lm_head_weight, targets, token_weights) -> LossSums:
-    """loss.loss_sums with one weight per POSITION (packed rows hold examples of different weights).
+    """fast_head.head_loss_sums with one weight per POSITION (packed rows hold examples of different weights).
 
-    loss_sums takes one weight per row ([B]); viewing [B, T] as B*T rows of length 1 gives every position its
+    head_loss_sums takes one weight per row ([B]); viewing [B, T] as B*T rows of length 1 gives every position its
     own row, hence its own weight, and leaves every sum unchanged: same function, no second copy of the loss.
     """
     B, T, C = hidden.shape
-    return loss_sums(hidden.reshape(B * T, 1, C), lm_head_weight, targets.reshape(B * T, 1),
-                     token_weights.reshape(B * T))
+    return head_loss_sums(hidden.reshape(B * T, 1, C), lm_head_weight, targets.reshape(B * T, 1),
+                          token_weights.reshape(B * T))

@@ -22,16 +22,16 @@ from pathlib import Path
 IGNORED_KEYS = ("name", "out", "resume", "stop_after", "progress", "wandb", "wandb_project", "device",
                 "eval_every", "save_every", "keep_last", "eval_samples")
 SEED_KEY = "seed"
-# The metric columns of the table, in order: (column, key in metrics.jsonl, key in eval.json) for the losses,
-# (column, key in eval.json) for the rest.
-LOSS_COLUMNS = (("val loss", "val/loss", "val_loss"), ("val loss (unweighted)", "val/loss_unweighted",
-                                                       "val_loss_unweighted"), ("val ppl", "val/ppl", "val_ppl"))
-EVAL_COLUMNS = (("expected likes", "expected_likes_mean"), ("likes median", "expected_likes_median"),
-                ("likes / human", "likes_vs_reference"),
-                ("within 280", "within_280"), ("ended", "ended"), ("distinct-1", "distinct_1"),
-                ("distinct-2", "distinct_2"), ("repeated 3-gram", "repeated_3gram"), ("novel", "novelty"),
-                ("on topic", "on_topic"), ("predictor R2", "predictor_r2"))
-SHARE_KEYS = ("within_280", "ended", "distinct_1", "distinct_2", "repeated_3gram", "novelty", "on_topic")
+# The metric columns of the table, in order: (column, metric name). The names are the same in metrics.jsonl,
+# eval.json and W&B: val/... for the validation loss, eval/... for the evaluation of generated tweets.
+LOSS_COLUMNS = (("val loss", "val/loss"), ("val loss (unweighted)", "val/loss_unweighted"), ("val ppl", "val/ppl"))
+EVAL_COLUMNS = (("expected likes", "eval/expected_likes_mean"), ("likes median", "eval/expected_likes_median"),
+                ("likes / human", "eval/likes_vs_reference"),
+                ("within 280", "eval/within_280"), ("ended", "eval/ended"), ("distinct-1", "eval/distinct_1"),
+                ("distinct-2", "eval/distinct_2"), ("repeated 3-gram", "eval/repeated_3gram"), ("novel", "eval/novelty"),
+                ("on topic", "eval/on_topic"), ("predictor R2", "eval/predictor_r2"))
+SHARE_KEYS = ("eval/within_280", "eval/ended", "eval/distinct_1", "eval/distinct_2", "eval/repeated_3gram",
+              "eval/novelty", "eval/on_topic")
 
 
 class ReportError(ValueError):
@@ -77,7 +77,7 @@ def differing_keys(configs: list[dict], ignore=IGNORED_KEYS) -> list[str]:
 def metric_values(run: dict) -> dict:
     """The table's numbers of one run: final validation metrics + evaluation metrics, by column name."""
     # The last logged val loss; eval.json's (the same loss, measured again) when metrics.jsonl has none.
-    values = {col: run["final"].get(key, run["eval"].get(eval_key)) for col, key, eval_key in LOSS_COLUMNS}
+    values = {col: run["final"].get(key, run["eval"].get(key)) for col, key in LOSS_COLUMNS}
     values.update({col: run["eval"].get(key) for col, key in EVAL_COLUMNS})
     return values
 
@@ -190,7 +190,8 @@ def plot(runs: list[dict], path: Path, group_seeds: bool = False) -> Path:
 
     bars(axes[2], list(SHARE_KEYS), "tweet quality (eval.json)")
     axes[2].set_ylim(0, 1.05)
-    bars(axes[3], ["expected_likes_mean", "expected_likes_median", "reference_likes_mean"], "expected likes")
+    bars(axes[3], ["eval/expected_likes_mean", "eval/expected_likes_median", "eval/reference_likes_mean"],
+         "expected likes")
     if not any(r["eval"] for r in runs):
         for ax in axes[2:]:
             ax.text(0.5, 0.5, "no eval.json:\nrun python -m minisft.evaluate RUN", ha="center", va="center",

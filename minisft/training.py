@@ -25,17 +25,18 @@ import torch.distributed as dist
 
 from minisft import data as D
 from minisft import judges
-from minisft import records as R
 from minisft.checkpoint import latest_checkpoint, load_train_state, rng_state, save_checkpoint, set_rng_state
 from minisft.config import TrainConfig, parse_args
 from minisft.evaluate import evaluate_run
-from minisft.loss import IGNORE, loss_sums
+from minisft.files import DataError
+from minisft.loss import IGNORE
 from minisft.model import OFFICIAL_SHAPES, TINY_CONTEXT, official_config
+from minisft.objective import SFTObjective, validation_loss
 from minisft.precision import Precision, pick_device, pick_precision
 from minisft.pretrained import ModelNotAvailable, build_tiny, load_model, load_tokenizer, read_config, resolve
 from minisft.runs import checkpoint_folder, latest_run
 from minisft.sampling import generate
-from minisft.templates import render_prompt, response_text
+from minisft.templates import format_prompt, prompt_format, render_prompt, response_text
 from minisft.tracking import Tracker
 
 
@@ -45,22 +46,6 @@ class TrainingError(RuntimeError):
 
 NOT_UPDATED = ("stopping before this step changes the weights; the last checkpoint is intact (try a lower --lr, or "
                "--dtype fp32)")
-
-
-class SFTObjective(torch.nn.Module):
-    """The model and its loss as one module: DDP and torch.compile then see the whole forward pass.
-
-    (input_ids [B, T], targets [B, T], weights [B]) -> the loss sums of loss.py for this micro-batch.
-    """
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, targets, weights):
-        hidden, head = self.model.trunk(input_ids)  # [B, T, C]; logits are made only at targets (loss.py)
-        s = loss_sums(hidden, head, targets, weights)
-        return s.weighted, s.weight, s.nll, s.tokens
 
 
 # ----------------------------------------------------------------------------------------------- one optimizer step
@@ -94,15 +79,14 @@ def accumulate_gradients(objective, micro_batches, precision: Precision) -> dict
         sync = objective.no_sync() if (world > 1 and not last) else nullcontext()
         with sync:
             with precision.autocast():  # the forward pass only: backward runs each op in its forward's dtype
-                weighted, _, nll, n = objective(mb["input_ids"].to(device), mb["targets"].to(device),
-                                                mb["weights"].to(device))
+                s = objective(mb["input_ids"].to(device), mb["targets"].to(device), mb["weights"].to(device))
             # This micro-batch's share of the step's loss. DDP averages gradients over processes (divides by
             # world), so multiply back: what reaches the weights is the gradient of the whole step's sum / denom.
-            loss = weighted * world / denom.clamp_min(1e-12).to(weighted.dtype)
+            loss = s.weighted * world / denom.clamp_min(1e-12).to(s.weighted.dtype)
             # Outside autocast: leaving it frees its cache of 16-bit weight copies before backward, whose own
             # saved copies are then freed layer by layer as backward passes them.
             precision.backward(loss)
-        weighted_sum, nll_sum, tokens = weighted_sum + float(weighted.detach()), nll_sum + float(nll), tokens + int(n)
+        weighted_sum, nll_sum, tokens = weighted_sum + float(s.weighted.detach()), nll_sum + float(s.nll), tokens + s.tokens
     sums = torch.tensor([weighted_sum, nll_sum, tokens], dtype=torch.float64, device=device)
     if dist.is_initialized():
         dist.all_reduce(sums)  # the step's metrics over all processes
@@ -271,49 +255,21 @@ def load_or_build_model(name: str, train_texts: list[str], seed: int, tiny_vocab
     return load_model(folder), load_tokenizer(folder)
 
 
-def prepare_examples(cfg: TrainConfig, run_dir: Path | None, model_name: str):
-    """Model + tokenizer, then records -> split -> (mix) -> weighted, masked, tokenized examples (data.py).
+def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str):
+    """-> (model, tokenizer, data.Dataset): the run's records read once and split (data.load_split), the model and
+    its tokenizer, then the weighted, masked, tokenized examples (data.encode_split).
 
-    -> (model, tokenizer, train examples, val examples, train records, val records, data stats). run_dir None:
-    rejected rows (--on-bad skip) are counted but not written (the processes other than rank 0, explain).
+    The tiny model's tokenizer learns its vocabulary in between, from the training split laid out as training sees
+    it. run_dir None: rejected rows (--on-bad skip) are counted but not written (processes other than rank 0).
     """
-    records, _ = R.load_records(cfg.data, on_bad=cfg.on_bad)  # first look: texts for tiny, instructions for samples
-    train_recs, val_recs = R.split_records(records, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
-    # The tiny model's tokenizer learns its vocabulary from the training split, laid out as training sees it.
-    prompts = [render_prompt(cfg.template, r["instruction"]) for r in train_recs]
-    texts = [p + response_text(p, r["response"]) for p, r in zip(prompts, train_recs)]
-    model, tok = load_or_build_model(model_name, texts, cfg.seed, cfg.tiny_vocab)
-    max_len = cfg.max_len or min(256, model.config.n_positions)
     rejects = run_dir / "rejected_rows.jsonl" if cfg.on_bad == "skip" and run_dir is not None else None
-    train_ex, val_ex, stats = D.build_dataset(
-        cfg.data, tok, template=cfg.template, max_len=max_len, weights_scheme=cfg.weights,
-        train_on_prompt=cfg.train_on_prompt, val_fraction=cfg.val_fraction, seed=cfg.split_seed, on_bad=cfg.on_bad,
-        rejects_path=rejects, mix=cfg.mix, max_weight=cfg.max_weight)
-    return model, tok, train_ex, val_ex, train_recs, val_recs, stats
-
-
-# ---------------------------------------------------------------------------------------------------- evaluation
-
-@torch.no_grad()
-def evaluate(objective, examples, batch_size: int, pad_id: int, precision: Precision) -> dict:
-    """Validation loss, weighted (what training minimises) and unweighted, and perplexity = exp(token-mean NLL)."""
-    if not examples:
-        return {}
-    was_training = objective.training
-    objective.eval()
-    device = next(objective.parameters()).device
-    weighted = weight = nll = 0.0
-    tokens = 0
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))  # little padding, same result
-    for start in range(0, len(order), batch_size):
-        mb = D.collate([examples[i] for i in order[start:start + batch_size]], pad_id)
-        with precision.autocast():
-            s = objective(mb["input_ids"].to(device), mb["targets"].to(device), mb["weights"].to(device))
-        weighted, weight, nll, tokens = weighted + float(s[0]), weight + float(s[1]), nll + float(s[2]), tokens + s[3]
-    objective.train(was_training)
-    mean_nll = nll / max(tokens, 1)
-    return {"val/loss": weighted / max(weight, 1e-12), "val/loss_unweighted": mean_nll,
-            "val/ppl": math.exp(min(mean_nll, 50.0)), "val/target_tokens": tokens}
+    split = D.load_split(cfg, rejects)
+    fmt = prompt_format(cfg.template)
+    prompts = [format_prompt(fmt, r["instruction"]) for r in split.train]
+    texts = [p + response_text(p, r["response"]) for p, r in zip(prompts, split.train)]
+    model, tok = load_or_build_model(model_name, texts, cfg.seed, cfg.tiny_vocab)
+    max_len = D.example_length(cfg.max_len, model.config.n_positions)
+    return model, tok, D.encode_split(split, tok, fmt, max_len, cfg.train_on_prompt)
 
 
 def sample_tweets(model, tok, template: str, records: list[dict], seed: int, judge: judges.Judge,
@@ -376,10 +332,8 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     torch.manual_seed(cfg.seed)
 
     # Data and model. Every process builds the same examples (deterministic), then takes its own share per step.
-    model, tok, train_ex, val_ex, train_recs, val_recs, data_stats = prepare_examples(
-        cfg, run_dir if is_main else None, model_name)
-    if not train_ex:
-        raise TrainingError(f"{cfg.data}: no training example left after loading and encoding")
+    model, tok, data = prepare_run(cfg, run_dir if is_main else None, model_name)
+    train_ex, val_ex, train_recs, val_recs = data.train, data.val, data.split.train, data.split.val
     if cfg.dropout is not None:
         model.set_dropout(cfg.dropout)
     model.to(device)
@@ -401,7 +355,7 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = cfg.warmup if cfg.warmup is not None else max(1, total_steps // 20)
 
-    objective = SFTObjective(model)
+    objective = SFTObjective(model, fast=cfg.fast_head)
     if cfg.compile:
         objective = torch.compile(objective)
     if world > 1:
@@ -434,7 +388,7 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
         print(f"model {cfg.model}: {model.num_params() / 1e6:.1f}M parameters on {device} ({precision.dtype}) | "
               f"{len(train_ex)} train / {len(val_ex)} val examples | weights {cfg.weights} | "
               f"{total_steps} steps of {cfg.batch_size * micro_per_step} examples | padding {pad:.1%}")
-        tracker.log(step, {"data/" + k: v for k, v in flat(data_stats).items()})
+        tracker.log(step, {"data/" + k: v for k, v in flat(data.stats).items()})
     sample_recs = val_recs[:cfg.eval_samples]
     judge = judges.grader(train_recs, val_recs) if is_main and cfg.eval_samples else None
     if judge is not None:
@@ -449,7 +403,7 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
             save_checkpoint(run_dir, at_step, model, tok, cfg.template, state, keep_last=cfg.keep_last)
 
     def run_eval(at_step):
-        metrics = evaluate(objective, val_ex, cfg.batch_size, tok.eos_id, precision)
+        metrics = validation_loss(objective, val_ex, cfg.batch_size, tok.eos_id, precision)
         if is_main:
             tracker.log(at_step, metrics)
             if judge is not None:
@@ -511,7 +465,8 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
                   f"{final['val/loss_unweighted']:.3f}, ppl {final['val/ppl']:.1f}) | run folder {run_dir}")
         if is_main and cfg.final_eval:
             # The tweet-quality harness (evaluate.py) on the checkpoint just saved: eval.json + eval_samples.jsonl.
-            evaluate_run(run_dir, num_prompts=cfg.final_eval, device=str(device), wandb_run=tracker.wandb)
+            evaluate_run(run_dir, num_prompts=cfg.final_eval, device=str(device), wandb_run=tracker.wandb,
+                         dataset=data)
         if is_main:
             prompt = val_recs[0]["instruction"] if val_recs else "Write a witty tweet about debugging"
             print(f"try it:  python sample.py --model {run_dir} --prompt {json.dumps(prompt, ensure_ascii=False)}")
@@ -539,7 +494,7 @@ def main(argv=None) -> int:
     cfg, given = parse_args(argv)
     try:
         train(cfg, given)
-    except (TrainingError, ModelNotAvailable, R.DataError, ValueError, FileNotFoundError) as e:
+    except (TrainingError, ModelNotAvailable, DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -17,7 +17,8 @@ import gpu_train  # noqa: E402
 import sample_speed  # noqa: E402
 import train_speed as ts  # noqa: E402
 
-from minisft.loss import IGNORE, loss_sums  # noqa: E402
+from minisft.fast_head import head_loss_sums  # noqa: E402
+from minisft.loss import IGNORE  # noqa: E402
 from minisft.model import GPT  # noqa: E402
 from minisft.pretrained import load_model  # noqa: E402
 
@@ -44,7 +45,7 @@ def test_transformers_side_computes_the_same_loss_as_ours_on_the_same_batch(tmp_
     with torch.no_grad():
         theirs = hf(**batch).loss
         mb = ts.D.collate([examples[i] for i in idx], pad_id=0)
-        s = loss_sums(ours.hidden_states(mb["input_ids"]), ours.lm_head.weight, mb["targets"], mb["weights"])
+        s = head_loss_sums(ours.hidden_states(mb["input_ids"]), ours.lm_head.weight, mb["targets"], mb["weights"])
     assert s.tokens == int((batch["labels"] != IGNORE).sum())
     torch.testing.assert_close(s.weighted / s.weight, theirs, rtol=1e-5, atol=1e-5)
 

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from minisft.data import IGNORE, EncodeStats, Example, batches, build_dataset, collate, encode_example, pad_fraction
+from minisft.config import TrainConfig
+from minisft.data import IGNORE, EncodeStats, Example, batches, collate, encode_example, pad_fraction, prepare
 from minisft.records import DataError, load_records, mix_records, split_records
-from minisft.templates import render_prompt, response_text
+from minisft.templates import prompt_format, render_prompt, response_text
 from minisft.tokenizer import train_tokenizer
 
 TEXTS = [
@@ -252,12 +253,13 @@ def test_grouping_by_length_cuts_padding():
 
 # ------------------------------------------------------------------------------------------------ all together
 
-def test_build_dataset_end_to_end(tmp_path, tok):
+def test_prepare_end_to_end(tmp_path, tok):
     rows = [record(i, likes=i * 3, source=("own", "viral")[i % 2]) for i in range(80)] + [{**record(99), "likes": -1}]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     rejects = tmp_path / "rejects.jsonl"
-    train, val, stats = build_dataset(path, tok, template="minimal", max_len=64, weights_scheme="log",
-                                      val_fraction=0.2, seed=0, on_bad="skip", rejects_path=rejects)
+    cfg = TrainConfig(data=str(path), weights="log", val_fraction=0.2, split_seed=0, on_bad="skip")
+    data = prepare(cfg, tok, prompt_format("minimal"), max_len=64, rejects_path=rejects)
+    train, val, stats = data.train, data.val, data.stats
     assert stats["rejected"] == 1 and len(rejects.read_text().splitlines()) == 1
     assert len(train) + len(val) == 80 == stats["train_examples"] + stats["val_examples"]
     assert {e.id for e in train}.isdisjoint({e.id for e in val}) and val
@@ -270,8 +272,10 @@ def test_build_dataset_end_to_end(tmp_path, tok):
 
 def test_train_on_prompt_trains_on_the_prompt_but_validation_scores_the_response_only(tmp_path, tok):
     path = write_jsonl(tmp_path / "d.jsonl", [record(i) for i in range(60)])
-    masked_train, masked_val, _ = build_dataset(path, tok, val_fraction=0.2)
-    open_train, open_val, _ = build_dataset(path, tok, val_fraction=0.2, train_on_prompt=True)
+    masked = prepare(TrainConfig(data=str(path), val_fraction=0.2), tok, prompt_format("plain"), max_len=256)
+    unmasked = prepare(TrainConfig(data=str(path), val_fraction=0.2, train_on_prompt=True), tok,
+                       prompt_format("plain"), max_len=256)
+    masked_train, masked_val, open_train, open_val = masked.train, masked.val, unmasked.train, unmasked.val
     n_targets = lambda examples: sum(t != IGNORE for e in examples for t in e.targets)  # noqa: E731
     assert n_targets(open_train) > n_targets(masked_train)  # the switch reaches the training examples...
     assert [e.targets for e in open_val] == [e.targets for e in masked_val]  # ...never the validation ones

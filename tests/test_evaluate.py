@@ -40,21 +40,21 @@ def test_cli_writes_every_metric_in_range(run, capsys):
     m = result["metrics"]
     assert result["engagement_scorer"] == "oracle" and result["settings"]["k"] == 2
     for key in SHARES:
-        assert 0.0 <= m[key] <= 1.0, key
-    assert m["tweets"] == 12
-    assert m["val_loss"] > 0 and m["val_ppl"] > 1 and m["val_ppl_weighted"] > 1
-    assert m["expected_likes_mean"] > 0 and m["expected_likes_median"] > 0 and m["reference_likes_mean"] > 0
+        assert 0.0 <= m[f"eval/{key}"] <= 1.0, key
+    assert m["eval/tweets"] == 12
+    assert m["val/loss"] > 0 and m["val/ppl"] > 1
+    assert m["eval/expected_likes_mean"] > 0 and m["eval/expected_likes_median"] > 0 and m["eval/reference_likes_mean"] > 0
     # the same loss as training: at the run's last step it equals the last val/loss training logged
     logged = [json.loads(line) for line in open(run / "metrics.jsonl")]
     last = [r for r in logged if "val/loss" in r][-1]
-    assert m["val_loss"] == pytest.approx(last["val/loss"], rel=1e-5)
-    assert m["val_loss_unweighted"] == pytest.approx(last["val/loss_unweighted"], rel=1e-5)
+    assert m["val/loss"] == pytest.approx(last["val/loss"], rel=1e-5)
+    assert m["val/loss_unweighted"] == pytest.approx(last["val/loss_unweighted"], rel=1e-5)
     rows = [json.loads(line) for line in open(run / "eval_samples.jsonl")]
     assert len(rows) == 12
     for key in ("instruction", "topic", "text", "chars", "ended", "expected_likes", "novel", "on_topic"):
         assert all(key in r for r in rows), key
-    assert m["expected_likes_mean"] == pytest.approx(statistics.fmean(r["expected_likes"] for r in rows), rel=1e-3)
-    assert m["within_280"] == sum(r["chars"] <= 280 for r in rows) / 12
+    assert m["eval/expected_likes_mean"] == pytest.approx(statistics.fmean(r["expected_likes"] for r in rows), rel=1e-3)
+    assert m["eval/within_280"] == sum(r["chars"] <= 280 for r in rows) / 12
     assert "expected likes (oracle)" in capsys.readouterr().out
 
 
@@ -75,8 +75,8 @@ def test_imported_data_uses_the_fitted_predictor_and_reports_its_r2(run, tmp_pat
     real.write_text("".join(json.dumps({**r, "id": "x" + r["id"][4:]}) + "\n" for r in R.load_records(cfg.data)[0]))
     result = evaluate_run(run, num_prompts=4, k=1, max_new_tokens=16, data=str(real), quiet=True)
     assert result["engagement_scorer"] == "predictor"
-    assert -1.0 < result["metrics"]["predictor_r2"] <= 1.0
-    assert result["metrics"]["expected_likes_mean"] >= 0
+    assert -1.0 < result["metrics"]["eval/predictor_r2"] <= 1.0
+    assert result["metrics"]["eval/expected_likes_mean"] >= 0
 
 
 def test_oracle_scores_with_the_asked_topic_and_source():

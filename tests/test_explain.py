@@ -106,7 +106,7 @@ def test_printed_table(data_file, capsys):
 def test_trained_run_shows_each_target_tokens_loss(trained_run, data_file, capsys):
     assert explain.main(["1", "--model", str(trained_run)]) == 0
     out = capsys.readouterr().out
-    assert "loss (nats)" in out and "weights rank" in out and "loss.loss_sums" in out
+    assert "loss (nats)" in out and "weights rank" in out and "SFTObjective: sum w*CE" in out
 
     cfg = TrainConfig.load(trained_run / "run_config.json")
     from minisft.runs import checkpoint_folder

@@ -5,10 +5,12 @@ import math
 import pytest
 import torch
 
-from minisft.loss import IGNORE, full_logits_loss_sums, loss_sums
+from minisft.fast_head import head_loss_sums
+from minisft.loss import IGNORE, loss_sums
 from minisft.model import GPT, GPTConfig
+from minisft.objective import SFTObjective
 from minisft.precision import pick_precision
-from minisft.training import SFTObjective, accumulate_gradients
+from minisft.training import accumulate_gradients
 
 V = 97
 
@@ -65,8 +67,8 @@ def test_targets_only_head_equals_full_logits():
     model = tiny_model()
     batch = collate(make_examples())
     hidden = model.hidden_states(batch["input_ids"])
-    fast = loss_sums(hidden, model.lm_head.weight, batch["targets"], batch["weights"])
-    slow = full_logits_loss_sums(model.lm_head(hidden), batch["targets"], batch["weights"])
+    fast = head_loss_sums(hidden, model.lm_head.weight, batch["targets"], batch["weights"])
+    slow = loss_sums(model.lm_head(hidden), batch["targets"], batch["weights"])
     assert fast.tokens == slow.tokens
     for a, b in [(fast.weighted, slow.weighted), (fast.weight, slow.weight), (fast.nll, slow.nll)]:
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
@@ -90,8 +92,8 @@ def head_case(seed=0, N_rows=3, T=20, C=16):
 def test_chunked_head_gives_the_plain_heads_loss_and_gradients(chunk):
     """The chunked head (gradient made during the forward pass) = autograd through the plain targets-only head."""
     hidden, W, targets, weights = head_case()
-    plain = loss_sums(hidden, W, targets, weights, chunk=None)
-    chunked = loss_sums(hidden, W, targets, weights, chunk=chunk)
+    plain = head_loss_sums(hidden, W, targets, weights, chunk=None)
+    chunked = head_loss_sums(hidden, W, targets, weights, chunk=chunk)
     assert chunked.tokens == plain.tokens == 37  # 15 + 15 + 7
     for a, b in [(chunked.weighted, plain.weighted), (chunked.weight, plain.weight), (chunked.nll, plain.nll)]:
         torch.testing.assert_close(a, b)
@@ -101,7 +103,7 @@ def test_chunked_head_gives_the_plain_heads_loss_and_gradients(chunk):
     for a, b in zip(g_chunked, g_plain):
         torch.testing.assert_close(a, b)
     with torch.no_grad():  # evaluation takes the forward-only chunks: the same sums
-        torch.testing.assert_close(loss_sums(hidden, W, targets, weights, chunk=chunk).weighted, plain.weighted)
+        torch.testing.assert_close(head_loss_sums(hidden, W, targets, weights, chunk=chunk).weighted, plain.weighted)
 
 
 def test_chunked_head_is_stable_on_huge_logits():
@@ -109,8 +111,8 @@ def test_chunked_head_is_stable_on_huge_logits():
     would give log(0) = -inf if CE were taken as -log(softmax)."""
     hidden, W, targets, weights = head_case()
     hidden = (hidden * 300).detach().requires_grad_()
-    plain = loss_sums(hidden, W, targets, weights, chunk=None)
-    chunked = loss_sums(hidden, W, targets, weights, chunk=7)
+    plain = head_loss_sums(hidden, W, targets, weights, chunk=None)
+    chunked = head_loss_sums(hidden, W, targets, weights, chunk=7)
     assert torch.isfinite(chunked.weighted) and float(chunked.nll) > 1000
     torch.testing.assert_close(chunked.weighted, plain.weighted)
     torch.testing.assert_close(torch.autograd.grad(chunked.weighted, W)[0], torch.autograd.grad(plain.weighted, W)[0])
@@ -118,11 +120,11 @@ def test_chunked_head_is_stable_on_huge_logits():
 
 def test_chunked_head_under_bf16_autocast_stays_close_and_keeps_float32_gradients():
     hidden, W, targets, weights = head_case(seed=1)
-    exact = loss_sums(hidden, W, targets, weights, chunk=None)
+    exact = head_loss_sums(hidden, W, targets, weights, chunk=None)
     g_exact = torch.autograd.grad(exact.weighted, [hidden, W])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         for chunk in (None, 7):  # the plain head under autocast and the chunked one: both within bf16's error
-            s = loss_sums(hidden, W, targets, weights, chunk=chunk)
+            s = head_loss_sums(hidden, W, targets, weights, chunk=chunk)
             grads = torch.autograd.grad(s.weighted, [hidden, W])
             assert s.weighted.dtype == torch.float32
             torch.testing.assert_close(s.weighted, exact.weighted, rtol=2e-2, atol=0)
@@ -135,15 +137,15 @@ def test_chunked_head_under_bf16_autocast_stays_close_and_keeps_float32_gradient
 def test_float32_blocks_of_a_bf16_chunk_change_nothing(monkeypatch, rows):
     """Under autocast the softmax runs on float32 copies of a few rows at a time; each row's softmax is its own,
     so the block size must not change a single bit of the loss or the gradients."""
-    import minisft.loss as L
+    import minisft.fast_head as L
 
     hidden, W, targets, weights = head_case(seed=2)
 
     def run():
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            s = loss_sums(hidden, W, targets, weights, chunk=7)
+            s = head_loss_sums(hidden, W, targets, weights, chunk=7)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            nll = loss_sums(hidden, W, targets, weights, chunk=7).nll
+            nll = head_loss_sums(hidden, W, targets, weights, chunk=7).nll
         return [s.weighted.detach(), nll, *torch.autograd.grad(s.weighted, [hidden, W])]
 
     whole = run()  # SOFTMAX_ROWS (64) > chunk: one block per chunk
@@ -151,7 +153,7 @@ def test_float32_blocks_of_a_bf16_chunk_change_nothing(monkeypatch, rows):
     blocked = run()
     for a, b in zip(blocked, whole):
         assert torch.equal(a, b)
-    exact = loss_sums(hidden, W, targets, weights, chunk=None)  # float32: what both must stay close to
+    exact = head_loss_sums(hidden, W, targets, weights, chunk=None)  # float32: what both must stay close to
     for g, ge in zip(blocked[2:], torch.autograd.grad(exact.weighted, [hidden, W])):
         assert float((g - ge).norm() / ge.norm()) < 2e-2
 
@@ -162,13 +164,13 @@ def test_chunked_head_keeps_no_logits_for_backward():
     for chunk, expect_logits in ((None, True), (7, False)):
         saved = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(tuple(t.shape)) or t, lambda t: t):
-            loss_sums(hidden, W, targets, weights, chunk=chunk)
+            head_loss_sums(hidden, W, targets, weights, chunk=chunk)
         assert any(shape == (37, V) for shape in saved) == expect_logits, (chunk, saved)
 
 
 def test_chunked_head_refuses_a_second_backward():
     hidden, W, targets, weights = head_case()
-    s = loss_sums(hidden, W, targets, weights)
+    s = head_loss_sums(hidden, W, targets, weights)
     s.weighted.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward per forward"):
         s.weighted.backward()
@@ -194,7 +196,7 @@ def test_mean_of_micro_batch_means_would_differ():
     means = []
     for i in range(0, 8, 2):
         b = collate(examples[i:i + 2])
-        s = loss_sums(model.hidden_states(b["input_ids"]), model.lm_head.weight, b["targets"], b["weights"])
+        s = head_loss_sums(model.hidden_states(b["input_ids"]), model.lm_head.weight, b["targets"], b["weights"])
         means.append(float(s.weighted / s.weight))
     assert abs(sum(means) / len(means) - reference_loss(examples)) > 1e-3
 
@@ -229,7 +231,7 @@ def test_all_masked_micro_batch_adds_zero_not_nan():
     masked = (ids, torch.full_like(tgt, IGNORE), w)
     model = tiny_model()
     b = collate([masked])
-    s = loss_sums(model.hidden_states(b["input_ids"]), model.lm_head.weight, b["targets"], b["weights"])
+    s = head_loss_sums(model.hidden_states(b["input_ids"]), model.lm_head.weight, b["targets"], b["weights"])
     assert s.tokens == 0 and float(s.weighted) == 0.0
     s.weighted.backward()  # still a graph: backward works and gives zero gradients
     assert all(torch.all(p.grad == 0) for p in model.parameters() if p.grad is not None)
@@ -262,6 +264,23 @@ def test_unweighted_loss_equals_transformers_labels_loss(tmp_path):
     labels[1, 15:] = IGNORE  # padding at the end of row 1
     hf_loss = hf(full, labels=labels).loss
     # ...and in ours: the shift by one done up front (input = ids[:-1], targets = ids[1:]).
-    s = loss_sums(ours.hidden_states(full[:, :-1]), ours.lm_head.weight, labels[:, 1:], torch.ones(3))
+    s = head_loss_sums(ours.hidden_states(full[:, :-1]), ours.lm_head.weight, labels[:, 1:], torch.ones(3))
     assert float(s.weighted / s.weight) == pytest.approx(float(hf_loss), abs=1e-5)
     assert float(s.nll / s.tokens) == pytest.approx(float(hf_loss), abs=1e-5)
+
+
+def test_the_fast_head_switch_changes_nothing_but_the_speed():
+    """SFTObjective's fast path (fast_head.py) and its textbook path (loss.py on full logits): the same loss and the
+    same gradients for every parameter, the tied embedding included, through the loop's own accumulation."""
+    examples = make_examples()
+    micro = [collate(examples[:3]), collate(examples[3:])]
+    results = []
+    for fast in (True, False):
+        model = tiny_model()
+        metrics = accumulate_gradients(SFTObjective(model, fast=fast), micro, pick_precision(torch.device("cpu"), "fp32"))
+        results.append((metrics, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (m_fast, g_fast), (m_plain, g_plain) = results
+    assert m_fast["train/loss"] == pytest.approx(m_plain["train/loss"], rel=1e-6)
+    assert m_fast["train/target_tokens"] == m_plain["train/target_tokens"]
+    for name in g_plain:
+        torch.testing.assert_close(g_fast[name], g_plain[name], rtol=1e-5, atol=1e-6, msg=name)

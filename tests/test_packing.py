@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from minisft import data as D
-from minisft.loss import IGNORE, loss_sums
+from minisft.fast_head import head_loss_sums
+from minisft.loss import IGNORE
 from minisft.model import GPT, GPTConfig
 from minisft.packing import block_causal_mask, collate_packed, pack, packed_batches, packed_loss_sums
 
@@ -82,7 +83,7 @@ def test_packed_loss_and_gradients_equal_unpacked():
 
     def unpacked():  # one example per row, right-padded: the loop's usual batches
         mb = D.collate(examples, pad_id=0)
-        return loss_sums(model.hidden_states(mb["input_ids"]), W, mb["targets"], mb["weights"])
+        return head_loss_sums(model.hidden_states(mb["input_ids"]), W, mb["targets"], mb["weights"])
 
     def packed():
         mb = collate_packed(examples, pack(examples, 40), pad_id=0, length=48)  # fixed length: padding too

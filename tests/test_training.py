@@ -19,7 +19,9 @@ from minisft.config import parse_args
 from minisft.datagen import generate as generate_records
 from minisft.precision import pick_precision
 from minisft.pretrained import build_tiny, load_model
-from minisft.training import SFTObjective, TrainingError, accumulate_gradients, main, make_optimizer, train_step
+from minisft.objective import SFTObjective
+from minisft.templates import prompt_format
+from minisft.training import TrainingError, accumulate_gradients, main, make_optimizer, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +119,7 @@ def tiny_setup(data_file, n=None, seed=0):
     records, _ = R.load_records(data_file)
     records = records[:n] if n else records
     model, tok = build_tiny([r["instruction"] + " " + r["response"] for r in records], seed=seed, vocab_size=512)
-    examples, _ = D.encode_records(tok, records, "plain", 96)
+    examples, _ = D.encode_records(tok, records, prompt_format("plain"), 96)
     return model, tok, records, examples
 
 
