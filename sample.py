@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 
 from minisft import pretrained, runs, templates
+from minisft.metrics import TWEET_LIMIT
 from minisft.precision import DTYPES, pick_device
-from minisft.sampling import PromptTruncatedWarning, for_inference, generate, inference_dtype
+from minisft.sampling import (PromptTruncatedWarning, SettingError, check_settings, fit_prompts, for_inference,
+                              generate, inference_dtype)
 
-TWEET_LIMIT = 280
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,22 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check(args) -> str | None:
-    """Bad values fail here, naming the flag, before any model is loaded."""
+    """Bad values fail here, naming the flag, before any model is loaded. The decoding settings are checked by the
+    sampler's own check_settings, the one place their ranges are written down."""
     if args.prompt is None and args.prompts_file is None:
         return "give --prompt TEXT, --prompt - (standard input) or --prompts-file FILE"
     if args.prompt is not None and args.prompts_file is not None:
         return "give either --prompt or --prompts-file, not both"
-    if args.temperature < 0:
-        return f"--temperature must be >= 0 (0 = greedy), got {args.temperature}"
-    if args.top_k < 0:
-        return f"--top-k must be >= 0 (0 = off), got {args.top_k}"
-    if not 0 < args.top_p <= 1:
-        return f"--top-p must be in (0, 1], got {args.top_p}"
-    if args.repetition_penalty <= 0:
-        return f"--repetition-penalty must be > 0 (1 = off), got {args.repetition_penalty}"
     for flag in ("num_samples", "max_new_tokens", "batch_size"):
         if getattr(args, flag) < 1:
             return f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}"
+    try:
+        check_settings(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.repetition_penalty)
+    except SettingError as e:
+        return f"--{e.name.replace('_', '-')} {e.rule}"
     return None
 
 
@@ -129,25 +127,23 @@ def main(argv=None) -> int:
     model = for_inference(model.to(device), dtype, copy=False)  # cast (and lay out) in place: no second copy
 
     ids = encode_prompts(prompts, tok, fmt, args.raw)
-    room = model.config.n_positions - args.max_new_tokens
-    if room < 1:
-        parser.error(f"--max-new-tokens {args.max_new_tokens} leaves no room for a prompt in the model's "
-                     f"{model.config.n_positions}-position context")
-    for text, p in zip(prompts, ids):
-        if len(p) > room:
-            print(f"notice: prompt {text[:50]!r} is {len(p)} tokens; only its last {room} fit with --max-new-tokens "
-                  f"{args.max_new_tokens}, its start was cut", file=sys.stderr)
+    try:  # cut from the left where the context is too short, with a notice for each prompt cut
+        with warnings.catch_warnings(record=True) as cut:
+            warnings.simplefilter("always", PromptTruncatedWarning)
+            ids = fit_prompts(ids, model.config.n_positions, args.max_new_tokens, [repr(p[:50]) for p in prompts])
+    except SettingError as e:
+        parser.error(f"--{e.name.replace('_', '-')} {e.rule}")
+    for w in cut:
+        print(f"notice: prompt {w.message}", file=sys.stderr)
 
     generator = torch.Generator(device=device)
     generator.manual_seed(args.seed) if args.seed is not None else generator.seed()
     rows = [(i, j) for i in range(len(prompts)) for j in range(args.num_samples)]  # (prompt, sample) pairs
     for start in range(0, len(rows), args.batch_size):
         batch = rows[start:start + args.batch_size]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PromptTruncatedWarning)  # already announced above, per prompt
-            outs = generate(model, [ids[i] for i, _ in batch], args.max_new_tokens, temperature=args.temperature,
-                            top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                            eos_id=tok.eos_id, generator=generator)
+        outs = generate(model, [ids[i] for i, _ in batch], args.max_new_tokens, temperature=args.temperature,
+                        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
+                        eos_id=tok.eos_id, generator=generator)
         for (i, j), out in zip(batch, outs):
             text = tok.decode(out).strip()
             finished = len(out) < args.max_new_tokens  # generate() drops the end token, so a finished row is shorter

@@ -30,13 +30,14 @@ def worker(shape: str, steps: int) -> dict:
     from minisft import training
     from minisft.model import GPT
     from minisft.objective import SFTObjective
+    from minisft.optimizer import make_optimizer
     from train_speed import rss_mib, shape_config, synthetic_examples
 
     config = shape_config(shape, 0.1)
     torch.manual_seed(0)
     model = GPT(config).train()
     objective = SFTObjective(model)
-    opt = training.make_optimizer(model, 1e-4, 0.1, torch.device("cpu"))
+    opt = make_optimizer(model, 1e-4, 0.1, torch.device("cpu"))
     precision = P.pick_precision(torch.device("cpu"), "bf16")
     examples = synthetic_examples(8 * steps, config.vocab_size, seed=0)
     start, peaks = time.perf_counter(), []

@@ -9,7 +9,7 @@ Random weights (only the shapes matter for speed), tweet-length examples (40-110
 without loss), packed into rows of --seq tokens with per-example positions and a block-diagonal causal mask
 (minisft/packing.py), so every step has the same shape and almost no padding. The step is the loop's: weighted
 token losses summed and divided once by the step's total weight, logits at target positions only (loss.py),
-gradient clipping at 1.0, AdamW (training.make_optimizer: fused on CUDA) with weight decay on matrices only.
+gradient clipping at 1.0, AdamW (optimizer.make_optimizer: fused on CUDA) with weight decay on matrices only.
 
 MFU = model FLOPs per second / peak. Model FLOPs per real token at position t (within its own example) =
 6 * N + 12 * n_layer * n_embd * (t + 1), N = parameters without the position embedding (bench/train_speed.py
@@ -35,7 +35,7 @@ import torch  # noqa: E402
 from minisft import data as D  # noqa: E402
 from minisft.model import GPT, GPTConfig, official_config  # noqa: E402
 from minisft.packing import collate_packed, packed_batches, packed_loss_sums  # noqa: E402
-from minisft.training import make_optimizer  # noqa: E402
+from minisft.optimizer import make_optimizer  # noqa: E402
 from train_speed import SHAPES, model_flops, synthetic_examples  # noqa: E402
 
 DATASHEET_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12,

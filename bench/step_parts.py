@@ -2,7 +2,7 @@
 
 The figures the code's comments cite, measured in isolation:
   1. one AdamW update of every parameter: PyTorch's default ("foreach") against the fused kernel that
-     training.make_optimizer uses;
+     optimizer.make_optimizer uses;
   2. a vocabulary-sized tensor made fresh against the same work done in place (why loss.HeadBuffers exists:
      fresh memory costs page faults);
   3. the busiest operators of real training steps (training.train_step), grouped by tensor shape.
@@ -24,6 +24,7 @@ from minisft import data as D  # noqa: E402
 from minisft import training  # noqa: E402
 from minisft.model import GPT  # noqa: E402
 from minisft.objective import SFTObjective  # noqa: E402
+from minisft.optimizer import make_optimizer  # noqa: E402
 from minisft.precision import pick_precision  # noqa: E402
 from train_speed import SHAPES, adamw_groups, shape_config, synthetic_examples  # noqa: E402
 
@@ -68,7 +69,7 @@ def fresh_vs_in_place_ms(rows: int, vocab: int, repeats: int = 5) -> dict:
 def profile_steps(model, config, dtype: str, batch: int, steps: int, top: int) -> str:
     examples = synthetic_examples(batch * (steps + 2), config.vocab_size, seed=0)
     objective = SFTObjective(model.train())
-    opt = training.make_optimizer(model, 1e-4, 0.1, torch.device("cpu"))
+    opt = make_optimizer(model, 1e-4, 0.1, torch.device("cpu"))
     precision = pick_precision(torch.device("cpu"), dtype)
     order = training.step_order(examples, batch, 0, 0)
 

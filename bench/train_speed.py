@@ -9,7 +9,7 @@ same masking (loss on the response tokens only):
     default implementation, torch.autocast for bf16;
   - minisft, the way its loop runs: training.step_order (length-grouped batches), SFTObjective (logits at target
     positions only, made in chunks with their gradient: fast_head.ChunkedHeadLoss), training.train_step,
-    training.make_optimizer (fused AdamW), precision.pick_precision. Each of these "levers" can be switched
+    optimizer.make_optimizer (fused AdamW), precision.pick_precision. Each of these "levers" can be switched
     (--ours, --levers) to see what it is worth.
 
 "Real tokens" = the examples' own tokens (len(input_ids) of each example; padding not counted), the same number on
@@ -53,6 +53,7 @@ from minisft import training  # noqa: E402
 from minisft import fast_head  # noqa: E402
 from minisft.loss import IGNORE  # noqa: E402
 from minisft.objective import SFTObjective  # noqa: E402
+from minisft.optimizer import make_optimizer  # noqa: E402
 from minisft.templates import prompt_format  # noqa: E402
 from minisft.model import GPT, GPTConfig  # noqa: E402
 from minisft.packing import collate_packed, packed_batches  # noqa: E402
@@ -216,7 +217,7 @@ def ours_side(config: GPTConfig, dtype: str, lr: float, levers: dict):
     else:
         objective = (SFTObjective if levers["chunked_head"] else PlainHeadObjective)(model)
     run = torch.compile(objective, dynamic=True) if levers["compile"] else objective
-    opt = training.make_optimizer(model, lr, HPARAMS["weight_decay"], torch.device("cpu"))
+    opt = make_optimizer(model, lr, HPARAMS["weight_decay"], torch.device("cpu"))
     if bool(opt.defaults.get("fused")) != levers["fused_adamw"]:
         opt = torch.optim.AdamW(adamw_groups(model, HPARAMS["weight_decay"]), lr=lr, betas=(0.9, 0.95), eps=1e-8,
                                 fused=levers["fused_adamw"] or None)  # the same groups and settings, other kernel

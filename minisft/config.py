@@ -12,8 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-WEIGHT_SCHEMES = ("none", "linear", "log", "sqrt", "rank", "rate")
-OFFICIAL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+from minisft.weighting import DEFAULT_MAX_WEIGHT, SCHEMES
+
 
 
 def opt(default, help, **kw):
@@ -28,8 +28,8 @@ class TrainConfig:
                                   "the Hub can be reached, else tiny (an explicit --model gpt2 never falls back)")
     data: str = opt("data/tweets.jsonl", "training data: JSONL, CSV or Parquet in the minisft schema")
     weights: str = opt("log", "engagement weighting of each example's loss (none = plain SFT)",
-                       choices=WEIGHT_SCHEMES)
-    max_weight: float = opt(5.0, "clip engagement weights at this multiple of the mean, so one viral tweet "
+                       choices=SCHEMES)
+    max_weight: float = opt(DEFAULT_MAX_WEIGHT, "clip engagement weights at this multiple of the mean, so one viral tweet "
                                  "can't dominate")
     template: str = opt("plain", "prompt template name (see minisft/templates.py)")
     train_on_prompt: bool = opt(False, "learner switch: also compute the loss on the prompt tokens (no mask), "
@@ -143,7 +143,7 @@ def check(cfg: TrainConfig) -> str | None:
         return "--val-fraction must be between 0 and 1"
     if cfg.max_weight < 1:
         return "--max-weight must be at least 1 (weights have mean 1)"
-    if cfg.weights == "none" and cfg.max_weight != 5.0:
+    if cfg.weights == "none" and cfg.max_weight != DEFAULT_MAX_WEIGHT:
         return "--max-weight has no effect with --weights none"
     if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
         return "--dropout must be in [0, 1)"

@@ -69,6 +69,15 @@ def generate_tweets(model, tok, fmt: str, records: list[dict], k: int, seed: int
     return rows
 
 
+def sample_tweets(model, tok, fmt: str, records: list[dict], seed: int, judge: judges.Judge) -> list[dict]:
+    """A few tweets for fixed validation instructions, to watch what a model learns while it trains (the same seeds
+    at every evaluation), each with its expected likes from the run's judge."""
+    rows = generate_tweets(model, tok, fmt, records, k=1, seed=seed, max_new_tokens=96, temperature=0.8, top_k=0,
+                           top_p=0.95, batch_size=len(records) or 1)
+    return [{"instruction": r["instruction"], "text": r["text"], "chars": len(r["text"]),
+             "expected_likes": judge.score(r["text"], records[r["prompt"]]), "judge": judge.name} for r in rows]
+
+
 def score_tweets(rows: list[dict], score, copies: CopyDetector, records: list[dict]) -> None:
     """Add chars, within_280, expected_likes, novel, on_topic to each generated row (in place)."""
     for row in rows:

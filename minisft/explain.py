@@ -25,12 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from minisft import data as D
-from minisft.config import WEIGHT_SCHEMES, TrainConfig
+from minisft.config import TrainConfig
 from minisft.loss import IGNORE
 from minisft.objective import SFTObjective
 from minisft.runs import checkpoint_folder
 from minisft.templates import render_prompt, response_text
 from minisft.training import prepare_run
+from minisft.weighting import SCHEMES
 
 
 # ------------------------------------------------------------------------------------------- showing a token
@@ -160,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "model: + losses). Default: tiny")
     p.add_argument("--data", help="data file (default: data/tweets.jsonl, or the run's own)")
     p.add_argument("--template", help="tiny only: prompt template name (default: train.py's)")
-    p.add_argument("--weights", choices=WEIGHT_SCHEMES, help="tiny only: weighting scheme (default: train.py's)")
+    p.add_argument("--weights", choices=SCHEMES, help="tiny only: weighting scheme (default: train.py's)")
     p.add_argument("--train-on-prompt", action="store_true", help="tiny only: no prompt mask, as train.py's flag")
     return p
 

@@ -34,6 +34,7 @@ class GPTConfig:
 
 
 # The four published GPT-2 sizes: (n_layer, n_head, n_embd). All have a 1024 context and 50257 tokens.
+OFFICIAL_CONTEXT = 1024
 OFFICIAL_SHAPES = {
     "gpt2": (12, 12, 768),  # 124M parameters
     "gpt2-medium": (24, 16, 1024),  # 355M

@@ -19,7 +19,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from minisft.model import GPT, OFFICIAL_SHAPES, GPTConfig, tiny_config, unwrap
+from minisft.model import GPT, OFFICIAL_CONTEXT, OFFICIAL_SHAPES, TINY_CONTEXT, GPTConfig, tiny_config, unwrap
+from minisft.runs import checkpoint_folder
 from minisft.files import atomic_write, atomic_write_text
 from minisft.tokenizer import TOKENIZER_FILE, Tokenizer, train_tokenizer
 
@@ -350,3 +351,21 @@ def build_tiny(texts, seed: int = 0, vocab_size: int = 4096) -> tuple[GPT, Token
     torch.manual_seed(seed)
     model = GPT(tiny_config(tokenizer.vocab_size, eos_token_id=tokenizer.eos_id))
     return model, tokenizer
+
+
+def context_of(name: str) -> int:
+    """How many positions the model `name` reads, known before its weights are loaded (or even downloaded)."""
+    if name == "tiny":
+        return TINY_CONTEXT
+    if name in OFFICIAL_SHAPES:
+        return OFFICIAL_CONTEXT
+    return read_config(checkpoint_folder(name) if Path(name).is_dir() else resolve(name, weights=False)).n_positions
+
+
+def load_or_build_model(name: str, train_texts: list[str], seed: int, tiny_vocab: int):
+    """(model, tokenizer) for `name`: a checkpoint or Hugging Face folder, an official name, or tiny built from
+    scratch (its tokenizer trained on train_texts)."""
+    if name == "tiny":
+        return build_tiny(train_texts, seed=seed, vocab_size=tiny_vocab)
+    folder = checkpoint_folder(name) if Path(name).is_dir() else name
+    return load_model(folder), load_tokenizer(folder)

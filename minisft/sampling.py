@@ -28,7 +28,7 @@ import warnings
 import torch
 
 from minisft.model import GPT, KVCache, causal_mask, unwrap
-from minisft.precision import cpu_has_bf16
+from minisft.precision import BF16_MIN_PARAMS, cpu_has_bf16
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -106,36 +106,47 @@ def choose_next(logits: torch.Tensor, temperature: float, top_k: int, top_p: flo
 
 # ------------------------------------------------------------------------------------------------------ helpers
 
+class SettingError(ValueError):
+    """A sampling setting out of its range: `name` is the setting (sample.py shows it as --name), `rule` the range."""
+
+    def __init__(self, name: str, rule: str):
+        super().__init__(f"{name} {rule}")
+        self.name, self.rule = name, rule
+
+
 def check_settings(max_new_tokens: int, temperature: float, top_k: int, top_p: float, repetition_penalty: float):
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        raise SettingError("max_new_tokens", f"must be >= 0, got {max_new_tokens}")
     if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        raise SettingError("temperature", f"must be >= 0 (0 = greedy), got {temperature}")
     if top_k < 0:
-        raise ValueError(f"top_k must be >= 0 (0 = off), got {top_k}")
+        raise SettingError("top_k", f"must be >= 0 (0 = off), got {top_k}")
     if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
+        raise SettingError("top_p", f"must be in (0, 1] (1 = off), got {top_p}")
     if repetition_penalty <= 0:
-        raise ValueError(f"repetition_penalty must be > 0 (1 = off), got {repetition_penalty}")
+        raise SettingError("repetition_penalty", f"must be > 0 (1 = off), got {repetition_penalty}")
 
 
-def fit_prompts(prompts: list[list[int]], n_positions: int, max_new_tokens: int) -> list[list[int]]:
+def fit_prompts(prompts: list[list[int]], n_positions: int, max_new_tokens: int,
+                names: list[str] | None = None) -> list[list[int]]:
     """Cut prompts longer than the room the context leaves (n_positions - max_new_tokens) from the LEFT.
 
     The end of a prompt matters most (the instruction's last words and the template's cue), so the start goes,
-    as in training (data.encode_example). Each cut raises a PromptTruncatedWarning naming the row.
+    as in training (data.encode_example). Each cut raises a PromptTruncatedWarning naming the row (names[i], or
+    "prompt i").
     """
     room = n_positions - max_new_tokens
     if room < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a context of "
-                         f"{n_positions} positions")
+        raise SettingError("max_new_tokens", f"{max_new_tokens} leaves no room for a prompt in a context of "
+                                             f"{n_positions} positions")
     fitted = []
     for i, p in enumerate(prompts):
         if len(p) == 0:
             raise ValueError(f"prompt {i} is empty: the model needs at least one token to continue "
                              "(for an unconditional sample, start from [eos_id])")
         if len(p) > room:
-            warnings.warn(f"prompt {i} has {len(p)} tokens; only its last {room} fit (context {n_positions} - "
+            name = names[i] if names else f"prompt {i}"
+            warnings.warn(f"{name} has {len(p)} tokens; only its last {room} fit (context {n_positions} - "
                           f"max_new_tokens {max_new_tokens}): its start was cut", PromptTruncatedWarning,
                           stacklevel=3)
             p = p[-room:]
@@ -176,9 +187,6 @@ def for_inference(model: GPT, dtype: torch.dtype | None = None, copy: bool = Tru
         if tied:
             model.transformer.wte.weight = model.lm_head.weight  # the head got a new tensor: re-tie the embedding
     return model
-
-
-BF16_MIN_PARAMS = 16_000_000  # below this (64 MB in fp32) the weights sit in a CPU's caches: bf16 gains nothing
 
 
 def inference_dtype(device: torch.device, n_params: int) -> torch.dtype:

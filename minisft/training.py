@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -27,16 +26,16 @@ from minisft import data as D
 from minisft import judges
 from minisft.checkpoint import latest_checkpoint, load_train_state, rng_state, save_checkpoint, set_rng_state
 from minisft.config import TrainConfig, parse_args
-from minisft.evaluate import evaluate_run
+from minisft.distributed import agreed, all_ranks, setup_distributed, shared
+from minisft.evaluate import evaluate_run, sample_tweets
 from minisft.files import DataError
 from minisft.loss import IGNORE
-from minisft.model import OFFICIAL_SHAPES, TINY_CONTEXT, official_config
 from minisft.objective import SFTObjective, validation_loss
 from minisft.precision import Precision, pick_device, pick_precision
-from minisft.pretrained import ModelNotAvailable, build_tiny, load_model, load_tokenizer, read_config, resolve
-from minisft.runs import checkpoint_folder, latest_run
-from minisft.sampling import generate
-from minisft.templates import format_prompt, prompt_format, render_prompt, response_text
+from minisft.pretrained import ModelNotAvailable, context_of, load_or_build_model, resolve
+from minisft.optimizer import lr_at, make_optimizer
+from minisft.runs import POINTER, latest_run
+from minisft.templates import format_prompt, prompt_format, response_text
 from minisft.tracking import Tracker
 
 
@@ -131,67 +130,7 @@ def micro_batches(step: list[int], batch_size: int) -> list[list[int]]:
     return [step[i:i + batch_size] for i in range(0, len(step), batch_size)]
 
 
-# --------------------------------------------------------------------------------------------- optimizer, schedule
-
-def make_optimizer(model, lr: float, weight_decay: float, device: torch.device):
-    """AdamW, with weight decay on 2-D weight matrices only (not on biases or LayerNorm gains)."""
-    params = list(dict.fromkeys(model.parameters()))  # the tied wte/lm_head tensor appears once
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # fused: one pass over each parameter for the whole update, instead of one pass per arithmetic step (the
-    # "foreach" default), which also makes a full-size temporary. On 2 CPU cores at the 124M shape: 42-78 ms
-    # instead of 287-380 ms per update (python bench/step_parts.py). MPS keeps the default.
-    fused = device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
-
-
-def lr_at(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up to `peak` over `warmup` steps, then cosine decay to min_ratio * peak at `total`."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
 # ------------------------------------------------------------------------------------------------------- set-up
-
-def setup_distributed():
-    """Under `torchrun`, join the process group (gloo on CPU, nccl on CUDA). Returns (rank, world, local_rank)."""
-    if "RANK" not in os.environ:
-        return 0, 1, 0
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), local_rank
-
-
-def shared(value):
-    """Under DDP, rank 0's `value` on every process (a name, a path: decided once, not once per process)."""
-    if not dist.is_initialized():
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def agreed(flag: bool, device) -> bool:
-    """Under DDP, True on every process as soon as it is True on one (an all-reduce of the flag, MAX)."""
-    if not dist.is_initialized():
-        return flag
-    t = torch.tensor([int(flag)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
-
-
-def all_ranks(value) -> list:
-    """Every process's `value`, in rank order (a list of one without DDP)."""
-    if not dist.is_initialized():
-        return [value]
-    values = [None] * dist.get_world_size()
-    dist.all_gather_object(values, value)
-    return values
-
 
 def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path | None]:
     """The run folder, the config to use, and the checkpoint to resume from (None for a new run)."""
@@ -210,7 +149,7 @@ def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path
     # The timestamped default name is chosen by rank 0 alone: processes started a second apart must share a folder.
     name = shared(cfg.name or f"{Path(cfg.model or 'auto').name}-{cfg.weights}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = Path(cfg.out) / name
-    if (run_dir / "latest").exists():
+    if (run_dir / POINTER).exists():
         raise TrainingError(f"{run_dir} already holds a run: pick another --name, or --resume {run_dir}")
     return cfg, run_dir, None
 
@@ -230,29 +169,11 @@ def choose_model(cfg: TrainConfig, resume_ckpt: Path | None) -> str:
         return "tiny"
 
 
-def context_of(name: str) -> int:
-    """How many positions the model `name` reads, known before its weights are loaded (or even downloaded)."""
-    if name == "tiny":
-        return TINY_CONTEXT
-    if name in OFFICIAL_SHAPES:
-        return official_config(name).n_positions
-    return read_config(checkpoint_folder(name) if Path(name).is_dir() else resolve(name, weights=False)).n_positions
-
-
 def check_max_len(max_len: int | None, name: str) -> None:
     context = context_of(name)
     if max_len is not None and max_len > context:
         raise TrainingError(f"--max-len {max_len} is longer than the {context} positions {Path(name).name} can read: "
                             f"use --max-len {context} or less")
-
-
-def load_or_build_model(name: str, train_texts: list[str], seed: int, tiny_vocab: int):
-    """(model, tokenizer) for `name`: a checkpoint or Hugging Face folder, an official name, or tiny built from
-    scratch (its tokenizer trained on train_texts)."""
-    if name == "tiny":
-        return build_tiny(train_texts, seed=seed, vocab_size=tiny_vocab)
-    folder = checkpoint_folder(name) if Path(name).is_dir() else name
-    return load_model(folder), load_tokenizer(folder)
 
 
 def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str):
@@ -270,27 +191,6 @@ def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str):
     model, tok = load_or_build_model(model_name, texts, cfg.seed, cfg.tiny_vocab)
     max_len = D.example_length(cfg.max_len, model.config.n_positions)
     return model, tok, D.encode_split(split, tok, fmt, max_len, cfg.train_on_prompt)
-
-
-def sample_tweets(model, tok, template: str, records: list[dict], seed: int, judge: judges.Judge,
-                  max_new_tokens: int = 96) -> list[dict]:
-    """A few tweets for fixed validation instructions, to watch what the model learns (same seeds every time),
-    each scored by the run's judge (judges.py: the oracle only for synthetic records)."""
-    if not records:
-        return []
-    prompts = [tok.encode(render_prompt(template, r["instruction"])) for r in records]
-    was_training = model.training
-    model.eval()
-    outs = generate(model, prompts, max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95,
-                    eos_id=tok.eos_id, seed=seed)
-    model.train(was_training)
-    rows = []
-    for r, out in zip(records, outs):
-        text = tok.decode(out).strip()
-        likes = judge.score(text, r)
-        rows.append({"instruction": r["instruction"], "text": text, "chars": len(text),
-                     "expected_likes": None if likes is None else round(likes, 2), "judge": judge.name})
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------------- the loop
@@ -407,7 +307,8 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
         if is_main:
             tracker.log(at_step, metrics)
             if judge is not None:
-                tracker.log_samples(at_step, sample_tweets(model, tok, cfg.template, sample_recs, cfg.seed, judge))
+                tracker.log_samples(at_step, sample_tweets(model, tok, prompt_format(cfg.template), sample_recs,
+                                                           cfg.seed, judge))
         return metrics
 
     bar = None

@@ -16,7 +16,8 @@ from minisft import evaluate, explain, importers, report
 from minisft.model import GPT, tiny_config
 from minisft.precision import pick_precision
 from minisft.objective import SFTObjective
-from minisft.training import TrainingError, main, make_optimizer, train_step
+from minisft.optimizer import make_optimizer
+from minisft.training import TrainingError, main, train_step
 
 TOPICS = {"baking": ["sourdough", "crumb", "starter", "oven", "rye"], "gardening": ["tomatoes", "compost", "seeds",
                                                                                      "mulch", "soil"]}

@@ -5,7 +5,7 @@ import torch
 
 from minisft import precision as P
 from minisft.model import GPT, GPTConfig
-from minisft.training import make_optimizer
+from minisft.optimizer import make_optimizer
 
 CPU = torch.device("cpu")
 

@@ -21,7 +21,8 @@ from minisft.precision import pick_precision
 from minisft.pretrained import build_tiny, load_model
 from minisft.objective import SFTObjective
 from minisft.templates import prompt_format
-from minisft.training import TrainingError, accumulate_gradients, main, make_optimizer, train_step
+from minisft.optimizer import make_optimizer
+from minisft.training import TrainingError, accumulate_gradients, main, train_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
