@@ -16,11 +16,17 @@ from pathlib import Path
 import torch
 
 from minisft import pretrained, runs, templates
-from minisft.metrics import TWEET_LIMIT
 from minisft.precision import DTYPES, pick_device
-from minisft.sampling import (PromptTruncatedWarning, SettingError, check_settings, fit_prompts, for_inference,
-                              generate, inference_dtype)
-
+from minisft.sampling import (
+    PromptTruncatedWarning,
+    SettingError,
+    check_settings,
+    fit_prompts,
+    for_inference,
+    generate,
+    inference_dtype,
+)
+from minisft.tweets.metrics import TWEET_LIMIT
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ def worker(shape: str, steps: int) -> dict:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
     import torch
+    from train_speed import rss_mib, shape_config, synthetic_examples
 
     from minisft import data as D
     from minisft import precision as P
@@ -31,7 +32,6 @@ def worker(shape: str, steps: int) -> dict:
     from minisft.model import GPT
     from minisft.objective import SFTObjective
     from minisft.optimizer import make_optimizer
-    from train_speed import rss_mib, shape_config, synthetic_examples
 
     config = shape_config(shape, 0.1)
     torch.manual_seed(0)

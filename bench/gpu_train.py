@@ -31,12 +31,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
+from train_speed import SHAPES, model_flops, synthetic_examples  # noqa: E402
 
 from minisft import data as D  # noqa: E402
 from minisft.model import GPT, GPTConfig, official_config  # noqa: E402
-from minisft.packing import collate_packed, packed_batches, packed_loss_sums  # noqa: E402
 from minisft.optimizer import make_optimizer  # noqa: E402
-from train_speed import SHAPES, model_flops, synthetic_examples  # noqa: E402
+from minisft.packing import collate_packed, packed_batches, packed_loss_sums  # noqa: E402
 
 DATASHEET_BF16 = {"H100": 989e12, "H200": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12,
                   "L40S": 362e12, "RTX 4090": 165e12}  # dense (no sparsity) bf16 tensor-core peaks, FLOP/s

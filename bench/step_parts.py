@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from train_speed import SHAPES, adamw_groups, shape_config, synthetic_examples  # noqa: E402
 
 from minisft import data as D  # noqa: E402
 from minisft import training  # noqa: E402
@@ -26,7 +27,6 @@ from minisft.model import GPT  # noqa: E402
 from minisft.objective import SFTObjective  # noqa: E402
 from minisft.optimizer import make_optimizer  # noqa: E402
 from minisft.precision import pick_precision  # noqa: E402
-from train_speed import SHAPES, adamw_groups, shape_config, synthetic_examples  # noqa: E402
 
 
 def best_ms(fn, repeats: int = 5) -> float:

@@ -45,19 +45,21 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
+from sample_speed import SHAPES, _timed  # noqa: E402
 
 from minisft import data as D  # noqa: E402
-from minisft import records as R  # noqa: E402
+from minisft import (
+    fast_head,  # noqa: E402
+    training,  # noqa: E402
+)
 from minisft import precision as P  # noqa: E402
-from minisft import training  # noqa: E402
-from minisft import fast_head  # noqa: E402
+from minisft import records as R  # noqa: E402
 from minisft.loss import IGNORE  # noqa: E402
+from minisft.model import GPT, GPTConfig  # noqa: E402
 from minisft.objective import SFTObjective  # noqa: E402
 from minisft.optimizer import make_optimizer  # noqa: E402
-from minisft.templates import prompt_format  # noqa: E402
-from minisft.model import GPT, GPTConfig  # noqa: E402
 from minisft.packing import collate_packed, packed_batches  # noqa: E402
-from sample_speed import SHAPES, _timed  # noqa: E402
+from minisft.templates import prompt_format  # noqa: E402
 
 SHAPES = {**SHAPES, "test": (1, 2, 32, 128, 256)}  # "test": the smoke test's shape, seconds in all
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

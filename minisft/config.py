@@ -15,7 +15,6 @@ from pathlib import Path
 from minisft.weighting import DEFAULT_MAX_WEIGHT, SCHEMES
 
 
-
 def opt(default, help, **kw):
     return field(default=default, metadata=dict(help=help, **kw))
 
@@ -29,8 +28,8 @@ class TrainConfig:
     data: str = opt("data/tweets.jsonl", "training data: JSONL, CSV or Parquet in the minisft schema")
     weights: str = opt("log", "engagement weighting of each example's loss (none = plain SFT)",
                        choices=SCHEMES)
-    max_weight: float = opt(DEFAULT_MAX_WEIGHT, "clip engagement weights at this multiple of the mean, so one viral tweet "
-                                 "can't dominate")
+    max_weight: float = opt(DEFAULT_MAX_WEIGHT, "clip engagement weights at this multiple of the mean, so one "
+                                                "viral tweet can't dominate")
     template: str = opt("plain", "prompt template name (see minisft/templates.py)")
     train_on_prompt: bool = opt(False, "learner switch: also compute the loss on the prompt tokens (no mask), "
                                        "so the model learns to write instructions too")

@@ -24,7 +24,6 @@ from minisft.records import DataError, LoadStats, load_records, mix_records, spl
 from minisft.templates import format_prompt, response_text
 from minisft.weighting import EngagementWeights, fit_weights
 
-
 # ------------------------------------------------------------------------------------- the shift and the mask
 
 @dataclass

@@ -29,17 +29,16 @@ import statistics
 import sys
 from pathlib import Path
 
-
 from minisft import data as D
-from minisft import judges
 from minisft.config import TrainConfig
-from minisft.metrics import CopyDetector, on_topic, text_quality, within_limit
 from minisft.objective import SFTObjective, validation_loss
 from minisft.precision import pick_device, pick_precision
 from minisft.pretrained import load_model, load_tokenizer
 from minisft.runs import checkpoint_folder
 from minisft.sampling import generate
 from minisft.templates import format_prompt, load_template
+from minisft.tweets import judges
+from minisft.tweets.metrics import CopyDetector, on_topic, text_quality, within_limit
 
 DEFAULTS = dict(num_prompts=50, k=4, seed=0, max_new_tokens=128, temperature=0.8, top_k=0, top_p=0.95,
                 batch_size=64)

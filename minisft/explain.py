@@ -33,7 +33,6 @@ from minisft.templates import render_prompt, response_text
 from minisft.training import prepare_run
 from minisft.weighting import SCHEMES
 
-
 # ------------------------------------------------------------------------------------------- showing a token
 
 def _byte_decoder() -> dict[str, int]:

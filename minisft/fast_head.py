@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from minisft.loss import IGNORE, LossSums
 
-
 # ------------------------------------------------------------------------------------- the tied embedding's gradient
 
 class TiedEmbedding(torch.autograd.Function):

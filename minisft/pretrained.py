@@ -19,9 +19,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from minisft.files import atomic_write, atomic_write_text
 from minisft.model import GPT, OFFICIAL_CONTEXT, OFFICIAL_SHAPES, TINY_CONTEXT, GPTConfig, tiny_config, unwrap
 from minisft.runs import checkpoint_folder
-from minisft.files import atomic_write, atomic_write_text
 from minisft.tokenizer import TOKENIZER_FILE, Tokenizer, train_tokenizer
 
 CONFIG_FILE = "config.json"
@@ -77,9 +77,15 @@ def resolve(name_or_path: str, revision: str | None = None, weights: bool = True
 
 def _download(repo_id: str, revision: str | None, weights: bool, asked: str) -> Path:
     from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        OfflineModeIsEnabled, RemoteEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = f"{repo_id} (revision {revision or 'main'})"
     try:

@@ -28,7 +28,8 @@ LOSS_COLUMNS = (("val loss", "val/loss"), ("val loss (unweighted)", "val/loss_un
 EVAL_COLUMNS = (("expected likes", "eval/expected_likes_mean"), ("likes median", "eval/expected_likes_median"),
                 ("likes / human", "eval/likes_vs_reference"),
                 ("within 280", "eval/within_280"), ("ended", "eval/ended"), ("distinct-1", "eval/distinct_1"),
-                ("distinct-2", "eval/distinct_2"), ("repeated 3-gram", "eval/repeated_3gram"), ("novel", "eval/novelty"),
+                ("distinct-2", "eval/distinct_2"), ("repeated 3-gram", "eval/repeated_3gram"),
+                ("novel", "eval/novelty"),
                 ("on topic", "eval/on_topic"), ("predictor R2", "eval/predictor_r2"))
 SHARE_KEYS = ("eval/within_280", "eval/ended", "eval/distinct_1", "eval/distinct_2", "eval/repeated_3gram",
               "eval/novelty", "eval/on_topic")

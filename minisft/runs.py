@@ -47,7 +47,8 @@ def checkpoint_folder(path: str | Path) -> Path:
         return path
     held = runs_in(path)
     if held:
-        listed = "".join(f"\n  {run}" for run in held[:20]) + (f"\n  ... and {len(held) - 20} more" if len(held) > 20 else "")
+        listed = "".join(f"\n  {run}" for run in held[:20])
+        listed += f"\n  ... and {len(held) - 20} more" if len(held) > 20 else ""
         raise FileNotFoundError(f"{path} is a folder of {len(held)} run(s), not a run: pass one of them:{listed}")
     raise FileNotFoundError(f"{path} is neither a run folder (no `{POINTER}` file) nor a checkpoint folder "
                             "(no config.json)")

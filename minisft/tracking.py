@@ -69,3 +69,14 @@ class Tracker:
         if self.wandb is not None:
             self.wandb.finish()
             self.wandb = None
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a/b": 1}: nested numbers as the flat keys metrics.jsonl and W&B take."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float)):
+            out[prefix + k] = v
+    return out

@@ -23,7 +23,6 @@ import torch
 import torch.distributed as dist
 
 from minisft import data as D
-from minisft import judges
 from minisft.checkpoint import latest_checkpoint, load_train_state, rng_state, save_checkpoint, set_rng_state
 from minisft.config import TrainConfig, parse_args
 from minisft.distributed import agreed, all_ranks, setup_distributed, shared
@@ -31,12 +30,13 @@ from minisft.evaluate import evaluate_run, sample_tweets
 from minisft.files import DataError
 from minisft.loss import IGNORE
 from minisft.objective import SFTObjective, validation_loss
+from minisft.optimizer import lr_at, make_optimizer
 from minisft.precision import Precision, pick_device, pick_precision
 from minisft.pretrained import ModelNotAvailable, context_of, load_or_build_model, resolve
-from minisft.optimizer import lr_at, make_optimizer
 from minisft.runs import POINTER, latest_run
 from minisft.templates import format_prompt, prompt_format, response_text
-from minisft.tracking import Tracker
+from minisft.tracking import Tracker, flatten
+from minisft.tweets import judges
 
 
 class TrainingError(RuntimeError):
@@ -85,7 +85,8 @@ def accumulate_gradients(objective, micro_batches, precision: Precision) -> dict
             # Outside autocast: leaving it frees its cache of 16-bit weight copies before backward, whose own
             # saved copies are then freed layer by layer as backward passes them.
             precision.backward(loss)
-        weighted_sum, nll_sum, tokens = weighted_sum + float(s.weighted.detach()), nll_sum + float(s.nll), tokens + s.tokens
+        weighted_sum, nll_sum = weighted_sum + float(s.weighted.detach()), nll_sum + float(s.nll)
+        tokens += s.tokens
     sums = torch.tensor([weighted_sum, nll_sum, tokens], dtype=torch.float64, device=device)
     if dist.is_initialized():
         dist.all_reduce(sums)  # the step's metrics over all processes
@@ -288,7 +289,7 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
         print(f"model {cfg.model}: {model.num_params() / 1e6:.1f}M parameters on {device} ({precision.dtype}) | "
               f"{len(train_ex)} train / {len(val_ex)} val examples | weights {cfg.weights} | "
               f"{total_steps} steps of {cfg.batch_size * micro_per_step} examples | padding {pad:.1%}")
-        tracker.log(step, {"data/" + k: v for k, v in flat(data.stats).items()})
+        tracker.log(step, {"data/" + k: v for k, v in flatten(data.stats).items()})
     sample_recs = val_recs[:cfg.eval_samples]
     judge = judges.grader(train_recs, val_recs) if is_main and cfg.eval_samples else None
     if judge is not None:
@@ -379,16 +380,6 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     if dist.is_initialized():
         dist.barrier()
     return run_dir
-
-
-def flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flat(v, f"{prefix}{k}/"))
-        elif isinstance(v, (int, float)):
-            out[prefix + k] = v
-    return out
 
 
 def main(argv=None) -> int:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minisft import datagen, tweet_parts
-from minisft.datagen import comment_rate, expected_engagement, generate, text_features, to_jsonl
-from minisft.topics import STYLES, TOPICS, guess_style, guess_topic, topic_mentioned
+from minisft.tweets import datagen
+from minisft.tweets.datagen import PARTS, comment_rate, expected_engagement, generate, text_features, to_jsonl
+from minisft.tweets.topics import STYLES, TOPICS, guess_style, guess_topic, topic_mentioned
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "tweets.jsonl"
 KEYS = ["id", "instruction", "response", "likes", "comments", "impressions", "topic", "style", "source",
@@ -79,7 +79,7 @@ def test_topics_and_styles_are_balanced(shipped):
 
 
 def test_at_least_40_instruction_phrasings(shipped):
-    from minisft.topics import TOPIC_NAMES
+    from minisft.tweets.topics import TOPIC_NAMES
 
     phrasings = {r["instruction"].replace(TOPIC_NAMES[r["topic"]], "{t}") for r in shipped}
     assert len(phrasings) >= 40
@@ -118,7 +118,7 @@ def test_every_combination_composes_on_topic_within_280_chars():
 
     rng = random.Random(0)
     for topic in TOPICS:
-        assert topic_mentioned(tweet_parts.TOPIC_PARTS[topic]["tags"][0], topic)  # the fallback hashtag works
+        assert topic_mentioned(PARTS["topics"][topic]["tags"][0], topic)  # the fallback hashtag works
         for style in STYLES:
             for source in datagen.SOURCES:
                 text = datagen.compose_tweet(topic, style, source, 2024, rng)

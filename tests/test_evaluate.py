@@ -10,12 +10,12 @@ import yaml
 
 from minisft import records as R
 from minisft.config import TrainConfig, build_parser, parse_args
-from minisft.datagen import expected_engagement
-from minisft.datagen import generate as generate_records
 from minisft.evaluate import evaluate_run, main
-from minisft.judges import grader
 from minisft.templates import TEMPLATES
 from minisft.training import main as train_main
+from minisft.tweets.datagen import expected_engagement
+from minisft.tweets.datagen import generate as generate_records
+from minisft.tweets.judges import grader
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL = ["--num-prompts", "6", "--k", "2", "--max-new-tokens", "24"]
@@ -43,7 +43,8 @@ def test_cli_writes_every_metric_in_range(run, capsys):
         assert 0.0 <= m[f"eval/{key}"] <= 1.0, key
     assert m["eval/tweets"] == 12
     assert m["val/loss"] > 0 and m["val/ppl"] > 1
-    assert m["eval/expected_likes_mean"] > 0 and m["eval/expected_likes_median"] > 0 and m["eval/reference_likes_mean"] > 0
+    assert m["eval/expected_likes_mean"] > 0 and m["eval/expected_likes_median"] > 0
+    assert m["eval/reference_likes_mean"] > 0
     # the same loss as training: at the run's last step it equals the last val/loss training logged
     logged = [json.loads(line) for line in open(run / "metrics.jsonl")]
     last = [r for r in logged if "val/loss" in r][-1]

@@ -9,8 +9,8 @@ import torch
 
 from minisft import explain
 from minisft.config import TrainConfig
-from minisft.records import load_records, split_records
 from minisft.loss import IGNORE
+from minisft.records import load_records, split_records
 from minisft.templates import render_prompt, response_text
 from minisft.tokenizer import train_tokenizer
 from minisft.training import main as train_main

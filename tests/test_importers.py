@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from minisft import importers, topics
-from minisft.importers import BadInput, import_posts, parse_count
+from minisft.tweets import importers, platforms, topics
+from minisft.tweets.formats import BadInput, parse_count
+from minisft.tweets.importers import import_posts
 
 FIX = Path(__file__).parent / "fixtures" / "importers"
 ARCHIVE = FIX / "archive"
@@ -302,7 +303,7 @@ def test_archive_author_is_the_accounts_username():
 
 def test_zip_members_are_capped(tmp_path, monkeypatch):
     archive = zip_folder(ARCHIVE, tmp_path / "a.zip")
-    monkeypatch.setattr(importers, "MAX_MEMBER_BYTES", 200)
+    monkeypatch.setattr(platforms, "MAX_MEMBER_BYTES", 200)
     with pytest.raises(BadInput, match=r"a\.zip:data/tweets-part1\.js: [\d,]+ bytes uncompressed, over the 200-byte "
                                        r"limit for one archive file \(unpack the archive and pass its folder\)"):
         run(archive)

@@ -277,7 +277,8 @@ def test_the_fast_head_switch_changes_nothing_but_the_speed():
     results = []
     for fast in (True, False):
         model = tiny_model()
-        metrics = accumulate_gradients(SFTObjective(model, fast=fast), micro, pick_precision(torch.device("cpu"), "fp32"))
+        fp32 = pick_precision(torch.device("cpu"), "fp32")
+        metrics = accumulate_gradients(SFTObjective(model, fast=fast), micro, fp32)
         results.append((metrics, {n: p.grad.clone() for n, p in model.named_parameters()}))
     (m_fast, g_fast), (m_plain, g_plain) = results
     assert m_fast["train/loss"] == pytest.approx(m_plain["train/loss"], rel=1e-6)

@@ -2,8 +2,18 @@
 
 import pytest
 
-from minisft.metrics import (CopyDetector, distinct_n, has_repeated_ngram, ngrams, on_topic, repeated_ngram_rate,
-                             share, text_quality, within_limit, words)
+from minisft.tweets.metrics import (
+    CopyDetector,
+    distinct_n,
+    has_repeated_ngram,
+    ngrams,
+    on_topic,
+    repeated_ngram_rate,
+    share,
+    text_quality,
+    within_limit,
+    words,
+)
 
 
 def test_words_are_lowercase_whitespace_tokens():

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from conftest import write_official_layout
+
 from minisft.fast_head import hidden_and_head
 from minisft.model import GPT, GPTConfig, KVCache
 from minisft.pretrained import load_model

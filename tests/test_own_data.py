@@ -12,12 +12,13 @@ import pytest
 import torch
 
 import sample as sample_cli
-from minisft import evaluate, explain, importers, report
+from minisft import evaluate, explain, report
 from minisft.model import GPT, tiny_config
-from minisft.precision import pick_precision
 from minisft.objective import SFTObjective
 from minisft.optimizer import make_optimizer
+from minisft.precision import pick_precision
 from minisft.training import TrainingError, main, train_step
+from minisft.tweets import importers
 
 TOPICS = {"baking": ["sourdough", "crumb", "starter", "oven", "rye"], "gardening": ["tomatoes", "compost", "seeds",
                                                                                      "mulch", "soil"]}

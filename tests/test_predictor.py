@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from minisft.predictor import FEATURE_NAMES, EngagementPredictor, PredictorError, features, r2_score
+from minisft.tweets.predictor import FEATURE_NAMES, EngagementPredictor, PredictorError, features, r2_score
 
 WORDS = "code deploy bug coffee python rust server cache test merge branch release docs team week".split()
 

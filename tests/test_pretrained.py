@@ -12,8 +12,17 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from minisft.model import GPT, KVCache, official_config, tiny_config
-from minisft.pretrained import (CheckpointError, ModelNotAvailable, build_tiny, config_from_hf, config_to_hf,
-                                load_model, load_tokenizer, resolve, save_model)
+from minisft.pretrained import (
+    CheckpointError,
+    ModelNotAvailable,
+    build_tiny,
+    config_from_hf,
+    config_to_hf,
+    load_model,
+    load_tokenizer,
+    resolve,
+    save_model,
+)
 
 REV_A, REV_B = "a" * 40, "b" * 40
 

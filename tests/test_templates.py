@@ -2,7 +2,7 @@
 
 import pytest
 
-from minisft.templates import (TEMPLATES, load_template, render_prompt, response_text, save_template)
+from minisft.templates import TEMPLATES, load_template, render_prompt, response_text, save_template
 from minisft.tokenizer import train_tokenizer
 
 CORPUS = ["Instruction: Write a tweet about Rust\nTweet: Rust is fast. Hello world!",

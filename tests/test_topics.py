@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from minisft import topics
-from minisft.topics import STYLES, TOPICS, guess_style, guess_topic, instruction_for, topic_mentioned
+from minisft.tweets import topics
+from minisft.tweets.topics import STYLES, TOPICS, guess_style, guess_topic, instruction_for, topic_mentioned
 
 
 def test_vocabulary_sizes_and_keywords_are_lowercase():

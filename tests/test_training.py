@@ -16,13 +16,13 @@ from safetensors.torch import load_file
 from minisft import data as D
 from minisft import records as R
 from minisft.config import parse_args
-from minisft.datagen import generate as generate_records
+from minisft.objective import SFTObjective
+from minisft.optimizer import make_optimizer
 from minisft.precision import pick_precision
 from minisft.pretrained import build_tiny, load_model
-from minisft.objective import SFTObjective
 from minisft.templates import prompt_format
-from minisft.optimizer import make_optimizer
 from minisft.training import TrainingError, accumulate_gradients, main, train_step
+from minisft.tweets.datagen import generate as generate_records
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,10 +4,11 @@ The shipped data/tweets.jsonl is SYNTHETIC: no real account wrote these tweets, 
 drawn from the model below, not observed. It exists so the whole SFT pipeline (weighting by engagement,
 evaluation of "would this tweet do well?") can be built and tested offline and reproducibly:
 
-    python -m minisft.datagen --n 10000 --seed 0 --out data/tweets.jsonl   # byte-identical every time
+    python -m minisft.tweets.datagen --n 10000 --seed 0 --out data/tweets.jsonl   # byte-identical every time
 
-How a record is made: pick a source, topic and style; assemble the text from parts (tweet_parts.py)
-in that source's voice; ask topics.instruction_for() for the instruction; then sample engagement.
+How a record is made: pick a source, topic and style; assemble the text from parts (parts.json, next
+to this file) in that source's voice; ask topics.instruction_for() for the instruction; then sample
+engagement.
 
 Sources (each has its own voice and audience; AUDIENCE below is its baseline of likes):
     own      one personal account (the baseline style): mostly its own 14 topics, lowercase, casual,
@@ -46,9 +47,20 @@ import random
 import re
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from minisft import tweet_parts as parts
-from minisft.topics import STYLES, TOPICS, guess_style, guess_topic, instruction_for, topic_mentioned
+from minisft.tweets.topics import STYLES, TOPICS, guess_style, guess_topic, instruction_for, topic_mentioned
+
+# The parts tweets are assembled from: content, not code, so it lives in parts.json. A tweet = a style template
+# (how it is said) + topic parts poured into its slots (what it is about) + a source voice (who says it: hook,
+# emoji, closer, hashtags, casing). Every topic fills the same roles, so any template reads as plain English:
+#   name      noun for "{name} tip:", "{k} {name} mistakes"      craft  "{years} years of {craft}"
+#   tools     things people use or compare                       pairs  [bad habit, better habit]
+#   pains     noun phrases that can ruin a day                   facts  TIL-worthy facts (true ones)
+#   claims    opinions for hot takes                             questions  open questions
+#   habits    gerunds to laugh about                             wins   past-tense results, may hold {numbers}
+#   tags      hashtags; the first one is a keyword of the topic, so it can be appended to any tweet
+PARTS = json.loads((Path(__file__).with_name("parts.json")).read_text(encoding="utf-8"))
 
 SOURCES = ("own", "viral", "diverse")
 SOURCE_SHARE = {"own": 0.3, "viral": 0.3, "diverse": 0.4}
@@ -159,15 +171,15 @@ def _cap(s: str) -> str:
 
 
 def _fill(template: str, topic: str, year: int, rng: random.Random) -> str:
-    p = parts.TOPIC_PARTS[topic]
+    p = PARTS["topics"][topic]
     nums = dict(years=rng.randint(2, p["max_years"]), hours=rng.randint(2, 40), k=rng.randint(3, 12),
                 pct=rng.randrange(15, 95, 5), mins=rng.randint(8, 55), secs=rng.randint(3, 40),
-                small=rng.randint(2, 9), day=rng.choice(parts.WEEKDAYS), year=rng.randint(2012, year - 2), yr=year)
+                small=rng.randint(2, 9), day=rng.choice(PARTS["weekdays"]), year=rng.randint(2012, year - 2), yr=year)
     bad, good = rng.choice(p["pairs"])
     tool, tool2 = rng.sample(p["tools"], 2)
     pain, pain2 = rng.sample(p["pains"], 2)
     slots = dict(nums, name=p["name"], craft=p["craft"], tool=tool, tool2=tool2, bad=bad, good=good, pain=pain,
-                 pain2=pain2, habit=rng.choice(p["habits"]), when=rng.choice(parts.WHENS),
+                 pain2=pain2, habit=rng.choice(p["habits"]), when=rng.choice(PARTS["whens"]),
                  fact=rng.choice(p["facts"]), claim=rng.choice(p["claims"]).format(**nums),
                  q=rng.choice(p["questions"]).format(**nums), win=rng.choice(p["wins"]).format(**nums))
     for key in ("bad", "good", "pain", "claim", "fact", "q", "when"):
@@ -179,14 +191,14 @@ def _add_emoji(text: str, style: str, count: int, rng: random.Random) -> str:
     lines = text.split("\n")
     for _ in range(count):
         i = rng.choice([j for j, ln in enumerate(lines) if ln.strip()])
-        lines[i] += " " + rng.choice(parts.STYLE_EMOJI[style])
+        lines[i] += " " + rng.choice(PARTS["style_emoji"][style])
     return "\n".join(lines)
 
 
 def _hashtags(topic: str, rng: random.Random) -> str:
-    tags = [rng.choice(parts.TOPIC_PARTS[topic]["tags"])]
+    tags = [rng.choice(PARTS["topics"][topic]["tags"])]
     if rng.random() < 0.5:
-        tags.append(rng.choice(parts.GENERAL_TAGS))
+        tags.append(rng.choice(PARTS["general_tags"]))
     return " ".join(tags)
 
 
@@ -194,23 +206,24 @@ def _voice(body: str, topic: str, style: str, source: str, rng: random.Random) -
     """Dress the body in the source's voice: hook, line breaks, emoji, closer, hashtags, casing."""
     if source == "viral":
         if style != "thread_hook" and rng.random() < 0.5:
-            body = rng.choice(parts.HOOKS).format(years=rng.randint(2, 12), pct=rng.randrange(60, 95, 5)) + "\n\n" + body
+            hook = rng.choice(PARTS["hooks"]).format(years=rng.randint(2, 12), pct=rng.randrange(60, 95, 5))
+            body = hook + "\n\n" + body
         if rng.random() < 0.5:
             body = re.sub(r"\. (?=[A-Z])", ".\n\n", body)  # one sentence per line
         body = _add_emoji(body, style, rng.choice((1, 1, 2, 2, 3)), rng)
         if rng.random() < 0.45:
-            body += "\n\n" + rng.choice(parts.CLOSERS["viral"])
+            body += "\n\n" + rng.choice(PARTS["closers"]["viral"])
         if rng.random() < 0.3:
             body += "\n\n" + _hashtags(topic, rng)
         return body
     if rng.random() < (0.35 if source == "own" else 0.2 if style in ("tip", "til", "story") else 0.0):
-        body = rng.choice(parts.LEAD_INS[source]) + body
+        body = rng.choice(PARTS["lead_ins"][source]) + body
     if rng.random() < (0.4 if source == "own" else 0.5):
         body = re.sub(r"\s*\n+\s*", " ", body)  # everything on one line
     if rng.random() < 0.25:
         body = _add_emoji(body, style, 1, rng)
     if rng.random() < 0.3:
-        body += rng.choice((" ", "\n")) + rng.choice(parts.CLOSERS[source])
+        body += rng.choice((" ", "\n")) + rng.choice(PARTS["closers"][source])
     if rng.random() < (0.08 if source == "own" else 0.6):
         body += rng.choice((" ", "\n\n")) + _hashtags(topic, rng)
     return body.lower() if source == "own" else body
@@ -220,10 +233,10 @@ def compose_tweet(topic: str, style: str, source: str, year: int, rng: random.Ra
     """One tweet of this topic, style and voice, at most 280 characters, that mentions its topic."""
     _check(topic, style, source)
     for _ in range(50):
-        text = _voice(_fill(rng.choice(parts.STYLE_TEMPLATES[style]), topic, year, rng),
+        text = _voice(_fill(rng.choice(PARTS["style_templates"][style]), topic, year, rng),
                       topic, style, source, rng)
         if guess_topic(text) != topic or not topic_mentioned(text, topic):  # "Go" is no keyword: tag it
-            tag = parts.TOPIC_PARTS[topic]["tags"][0]
+            tag = PARTS["topics"][topic]["tags"][0]
             text += " " + (tag.lower() if source == "own" else tag)
         if len(text) <= 280:
             return text

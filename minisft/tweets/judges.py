@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from minisft.datagen import SOURCES, expected_engagement
-from minisft.predictor import EngagementPredictor, PredictorError
-from minisft.topics import TOPICS
+from minisft.tweets.datagen import SOURCES, expected_engagement
+from minisft.tweets.predictor import EngagementPredictor, PredictorError
+from minisft.tweets.topics import TOPICS
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Judge:
 
 
 def is_synthetic(record: dict) -> bool:
-    """A record of the shipped synthetic set (made by minisft.datagen), whose engagement model we know."""
+    """A record of the shipped synthetic set (made by minisft.tweets.datagen), whose engagement model we know."""
     return (str(record.get("id", "")).startswith("syn-") and record.get("source") in SOURCES
             and record.get("topic") in TOPICS)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from minisft.topics import TOPICS, topic_mentioned
+from minisft.tweets.topics import TOPICS, topic_mentioned
 
 TWEET_LIMIT = 280
 REPEAT_N = 3  # a tweet "loops" when it repeats a 3-gram within itself

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minisft.topics import TOPICS, guess_topic
+from minisft.tweets.topics import TOPICS, guess_topic
 
 MIN_RECORDS = 20  # fewer training tweets with likes than this and the fit is noise
 HOOK_WORDS = ("hot take", "unpopular opinion", "thread", "here's", "how to", "stop", "nobody", "til", "pro tip",
