@@ -1,65 +1,100 @@
-"""docs/walkthrough.md can't drift from the code: every command it shows runs here, at small sizes.
+"""docs/walkthrough.md can't drift from the code: every command on the page runs here, at the page's own sizes, and
+every output the page shows is regenerated and compared with it.
 
-A ```bash block right after a `<!-- test -->` line is run, command by command, in order (later commands use the
-runs of earlier ones). Small sizes come from SMALL below, applied to each command's text: the data becomes the
-first 300 records of data/tweets.jsonl, /tmp/walk-runs a temporary folder, training runs take 2 steps without
-sample tweets or final evaluation, and the prompt / sample counts shrink. `python ...` commands (`python -c` and
-`python - <<'EOF'` scripts too) run in this process, through each script's main() or exec (one torch import instead
-of one per command); anything else runs in bash.
-Every `path::name` the doc points at must exist, too.
+The page marks what is tested: a ```bash block right after a `<!-- test -->` line is run, command by command, in
+order (later commands use the runs of earlier ones), and the block right after an `<!-- output -->` line that
+follows it (a ```text block, or a markdown table) is what those commands print. A shown line `...` stands for any
+number of lines (rows cut for length). Everything else must match, with a tolerance for numbers:
+
+  - whole numbers (token ids, counts, steps) must be equal;
+  - decimals may differ by 1% of the shown value, or by one unit in the last digit shown, whichever is larger:
+    floating-point sums round differently with another thread count, and the page should not break over that.
+
+`python tests/test_walkthrough.py --update` regenerates the page: it runs everything the same way and writes the
+new outputs into the output blocks (keeping the `...` cuts where they are). Then read the prose around them again.
+The page's training runs are independent, so they run two at a time first (`python train.py` in a subprocess each,
+one thread each); everything else runs in this process (one torch import instead of one per command).
 """
+
+from __future__ import annotations
 
 import contextlib
 import importlib
 import io
+import os
 import re
 import shlex
 import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "walkthrough.md"
-SMALL = [  # (pattern, replacement): how the doc's commands shrink to test size
-    (r"data/tweets\.jsonl", "{data}"),
-    (r"/tmp/walk-runs", "{runs}"),
-    (r"--max-steps \d+", "--max-steps 2 --eval-samples 0"),  # no sample tweets during training
-    (r"--final-eval \d+", "--final-eval 0"),  # the harness runs where the doc calls it, not after each run
-    (r"(--num-prompts |num_prompts=)\d+", r"\g<1>1"),
-    (r"(--num-samples |SAMPLES = )\d+", r"\g<1>2"),
-]
+RUNS = "/tmp/walk-runs"  # the page's run folder; the test swaps in a temporary one and back in the output
 ENTRY_POINTS = {"train.py": "minisft.training", "sample.py": "sample"}
 SHELL = re.compile(r"[|;&<>$`]")
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+RTOL = 0.01
+PARALLEL = 2
 
 
-def doc_commands(text: str) -> list[tuple[str, str | None]]:
-    """(command line, heredoc body or None) for every command of every <!-- test --> bash block, in order."""
-    commands = []
-    for block in re.findall(r"<!-- test -->\s*\n```bash\n(.*?)```", text, flags=re.S):
-        lines, i = block.splitlines(), 0
-        while i < len(lines):
-            line = lines[i]
+@dataclass
+class Block:
+    commands: list[tuple[str, str | None]]  # (command line, heredoc body or None)
+    shown: list[str] | None = None  # the output lines the page shows, or None
+    span: tuple[int, int] | None = None  # where those lines are in the page (line indices), for --update
+    got: list[str] = field(default_factory=list)
+
+
+def parse(text: str) -> list[Block]:
+    lines, blocks, i = text.splitlines(), [], 0
+    while i < len(lines):
+        if lines[i].strip() != "<!-- test -->":
             i += 1
-            while line.endswith("\\"):
-                line, i = line[:-1] + lines[i].strip(), i + 1
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            heredoc = re.search(r"<<'(\w+)'\s*$", line)
-            body = None
-            if heredoc:
-                end = lines.index(heredoc.group(1), i)
-                body, i = "\n".join(lines[i:end]) + "\n", end + 1
-            commands.append((line.strip(), body))
-    return commands
+            continue
+        assert lines[i + 1] == "```bash", f"line {i + 2}: a <!-- test --> line must be followed by ```bash"
+        end = lines.index("```", i + 2)
+        block = Block(commands(lines[i + 2:end]))
+        i = end + 1
+        if i < len(lines) and lines[i].strip() == "<!-- output -->":
+            if lines[i + 1] == "```text":
+                close = lines.index("```", i + 2)
+                block.span = (i + 2, close)
+            else:  # a markdown table: its rows, up to the first line that is not one
+                close = i + 1
+                while close < len(lines) and lines[close].startswith("|"):
+                    close += 1
+                block.span = (i + 1, close)
+            block.shown = lines[block.span[0]:block.span[1]]
+            i = close
+        blocks.append(block)
+    return blocks
 
 
-def shrink(text: str, data: Path, runs: Path) -> str:
-    for pattern, replacement in SMALL:
-        text = re.sub(pattern, replacement.format(data=data, runs=runs), text)
-    return text
+def commands(lines: list[str]) -> list[tuple[str, str | None]]:
+    """(command line, heredoc body or None) for every command of a bash block, in order."""
+    out, i = [], 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        while line.endswith("\\"):
+            line, i = line[:-1] + lines[i].strip(), i + 1
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        body = None
+        heredoc = re.search(r"<<'(\w+)'\s*$", line)
+        if heredoc:
+            end = lines.index(heredoc.group(1), i)
+            body, i = "\n".join(lines[i:end]) + "\n", end + 1
+        out.append((line.strip(), body))
+    return out
 
+
+# ------------------------------------------------------------------------------------------------ running
 
 def run_in_process(line: str, body: str | None) -> tuple[int, str]:
     """`python X args` through X's main(args), or a `python - <<'EOF'` script through exec. -> (rc, output)."""
@@ -84,52 +119,130 @@ def in_process(line: str, body: str | None) -> bool:
     if body is not None:
         return line.startswith("python - <<")
     argv = line.split()
-    if argv[0] != "python":
+    return argv[0] == "python" and (argv[1] == "-c" or (not SHELL.search(line) and (argv[1] == "-m" or
+                                                                                    argv[1] in ENTRY_POINTS)))
+
+
+def run_subprocess(line: str, body: str | None = None) -> tuple[int, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(["bash", "-c", line + ("\n" + body + "EOF\n" if body else "")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    return done.returncode, done.stdout + done.stderr
+
+
+def run_page(blocks: list[Block], runs: Path) -> None:
+    """Run every block's commands (training runs first, PARALLEL at a time); fill in each block's `got` lines."""
+    swap = lambda text: text.replace(RUNS, str(runs))  # noqa: E731
+    training = [swap(line) for b in blocks for line, body in b.commands if line.startswith("python train.py")]
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        trained = dict(zip(training, pool.map(run_subprocess, training)))
+    for block in blocks:
+        output = ""
+        for line, body in block.commands:
+            line, body = swap(line), swap(body) if body is not None else None
+            if line in trained:
+                rc, text = trained[line]
+            elif in_process(line, body):
+                rc, text = run_in_process(line, body)
+            else:
+                rc, text = run_subprocess(line, body)
+            assert rc == 0, f"walkthrough command failed (rc {rc}): {line}\n{text[-3000:]}"
+            output += text
+        block.got = output.replace(str(runs), RUNS).rstrip("\n").splitlines()
+
+
+# ------------------------------------------------------------------------------------------------ comparing
+
+def same_line(shown: str, got: str) -> bool:
+    """Equal text around the numbers, and each number equal within the page's tolerance."""
+    shown_nums, got_nums = NUMBER.findall(shown), NUMBER.findall(got)
+    if NUMBER.sub("#", shown).split() != NUMBER.sub("#", got).split() or len(shown_nums) != len(got_nums):
         return False
-    return argv[1] == "-c" or (not SHELL.search(line) and (argv[1] == "-m" or argv[1] in ENTRY_POINTS))
+    for a, b in zip(shown_nums, got_nums):
+        if "." not in a and "e" not in a:
+            if a != b:
+                return False
+            continue
+        unit = 10.0 ** -len(a.split(".")[1].split("e")[0]) if "." in a else 0.0
+        if abs(float(a) - float(b)) > max(RTOL * abs(float(a)), unit * 1.0001):
+            return False
+    return True
 
 
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("walk_data") / "tweets.jsonl"
-    with open(ROOT / "data" / "tweets.jsonl") as f:
-        path.write_text("".join(next(f) for _ in range(300)))
-    return path
+def same_words(shown: str, got: str) -> bool:
+    """The same line but for its numbers: how --update finds where each `...` cut of the page falls."""
+    return NUMBER.sub("#", shown).split() == NUMBER.sub("#", got).split()
 
 
-def test_doc_has_test_blocks():
-    commands = doc_commands(DOC.read_text())
-    assert len(commands) >= 10
-    assert any(c.startswith("python -m minisft.explain") for c, _ in commands)
-    assert any(c.startswith("python train.py") for c, _ in commands)
+def match(shown: list[str], got: list[str], same=same_line) -> list[int | None] | None:
+    """For each shown line, the index of the got line it matches (None for a `...`), or None when they differ.
+    A `...` line takes as few got lines as it can, so the lines after it anchor where the cut ends."""
+    def go(i, j):
+        if i == len(shown):
+            return [] if j == len(got) else None
+        if shown[i].strip() == "...":
+            for k in range(j, len(got) + 1):
+                rest = go(i + 1, k)
+                if rest is not None:
+                    return [None] + rest
+            return None
+        if j < len(got) and same(shown[i], got[j]):
+            rest = go(i + 1, j + 1)
+            return None if rest is None else [j] + rest
+        return None
+    return go(0, 0)
 
 
-@pytest.fixture
-def one_thread():
-    # Small ops in many threads wait on each other whenever another process holds a core (a busy CI runner):
-    # one thread ran this test 2-4x faster on a shared 2-core machine, and changes no result that is checked.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def differences(blocks: list[Block]) -> list[str]:
+    out = []
+    for n, block in enumerate(blocks):
+        if block.shown is not None and match(block.shown, block.got) is None:
+            first = block.commands[0][0]
+            out.append(f"output {n + 1} (`{first[:80]}`) no longer matches the page:\n--- shown\n"
+                       + "\n".join(block.shown) + "\n--- now\n" + "\n".join(block.got))
+    return out
 
 
-def test_every_command_runs(small_data, tmp_path, monkeypatch, one_thread):
-    monkeypatch.chdir(ROOT)
-    for line, body in doc_commands(DOC.read_text()):
-        line = shrink(line, small_data, tmp_path)
-        body = shrink(body, small_data, tmp_path) if body is not None else None
-        if in_process(line, body):
-            rc, output = run_in_process(line, body)
+def updated(text: str, blocks: list[Block]) -> str:
+    """The page with every output block replaced by what its commands print now. `...` cuts stay where they are
+    when the new output has the same lines but for their numbers; otherwise the lines before the first cut and
+    after the last are kept."""
+    lines = text.splitlines()
+    for block in reversed([b for b in blocks if b.shown is not None]):
+        got, shown = block.got, block.shown
+        cuts = [k for k, line in enumerate(shown) if line.strip() == "..."]
+        matched = match(shown, got, same_words)  # the new numbers, in the page's own cuts
+        if matched is not None:
+            new = ["..." if j is None else got[j] for j in matched]
+        elif cuts and cuts[0] + len(shown) - cuts[-1] - 1 < len(got):
+            head, tail = cuts[0], len(shown) - cuts[-1] - 1
+            new = got[:head] + ["..."] + got[len(got) - tail:]
         else:
-            done = subprocess.run(["bash", "-c", line + ("\n" + body + "EOF\n" if body else "")], cwd=ROOT,
-                                  capture_output=True, text=True, timeout=120)
-            rc, output = done.returncode, done.stdout + done.stderr
-        assert rc == 0, f"walkthrough command failed (rc {rc}): {line}\n{output[-3000:]}"
+            new = got
+        lines[block.span[0]:block.span[1]] = new
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------ the tests
+
+def test_the_page_parses_into_tested_blocks():
+    blocks = parse(DOC.read_text())
+    assert len(blocks) >= 12 and sum(b.shown is not None for b in blocks) >= 10
+    assert any(line.startswith("python -m minisft.explain") for b in blocks for line, _ in b.commands)
+    assert any(line.startswith("python train.py") for b in blocks for line, _ in b.commands)
+
+
+def test_every_shown_output_is_what_the_commands_print(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    blocks = parse(DOC.read_text())
+    run_page(blocks, tmp_path)
+    problems = differences(blocks)
+    assert not problems, ("docs/walkthrough.md is stale (regenerate it with python tests/test_walkthrough.py "
+                          "--update, then reread its prose):\n\n" + "\n\n".join(problems))
 
 
 def test_every_pointer_names_real_code():
-    pointers = set(re.findall(r"`((?:minisft/|tests/)?\w+\.py)::([\w.]+)`", DOC.read_text()))
+    pointers = set(re.findall(r"`((?:minisft/|tests/)?[\w/]+\.py)::([\w.]+)`", DOC.read_text()))
     assert len(pointers) >= 15
     for path, name in sorted(pointers):
         assert (ROOT / path).is_file(), f"the walkthrough points at {path}, which does not exist"
@@ -142,12 +255,35 @@ def test_every_pointer_names_real_code():
             obj = getattr(obj, part)
 
 
-def test_shrink_and_parse():
-    text = ("<!-- test -->\n```bash\n# a comment\npython train.py --data data/tweets.jsonl \\\n  --max-steps 800\n"
-            "python - <<'EOF'\nprint(1)\nEOF\nhead -n 1 data/tweets.jsonl\n```\n```bash\nnot run\n```\n")
-    commands = doc_commands(text)
-    assert commands == [("python train.py --data data/tweets.jsonl --max-steps 800", None),
-                        ("python - <<'EOF'", "print(1)\n"), ("head -n 1 data/tweets.jsonl", None)]
-    assert shrink(commands[0][0], Path("/d.jsonl"), Path("/r")) == ("python train.py --data /d.jsonl --max-steps 2 "
-                                                                     "--eval-samples 0")
-    assert [in_process(*c) for c in commands] == [True, True, False]
+def test_the_comparison_itself():
+    assert same_line("val loss 2.086 (ppl 8.5) | 800 steps", "val loss 2.101 (ppl 8.6) | 800 steps")
+    assert not same_line("val loss 2.086", "val loss 2.200")  # 5% off
+    assert not same_line("800 steps", "801 steps")  # whole numbers are exact
+    assert not same_line("val loss 2.086", "val  loss 2.086 nats")  # the words must match
+    assert same_line("  0  'Instruction'     282", "0 'Instruction' 282")  # column widths may move
+    assert match(["a", "...", "z"], ["a", "b", "c", "z"]) == [0, None, 3]
+    assert match(["a", "...", "z"], ["a", "z"]) == [0, None, 1]
+    assert match(["a", "b"], ["a", "b", "c"]) is None
+    text = "x\n<!-- test -->\n```bash\necho 1\n```\n<!-- output -->\n```text\n1\n...\n9\n```\n"
+    (block,) = parse(text)
+    assert block.commands == [("echo 1", None)] and block.shown == ["1", "...", "9"]
+    block.got = [str(i) for i in range(1, 10)]
+    assert match(block.shown, block.got) is not None
+    assert updated(text, [block]) == text  # nothing changed: the page stays as it is
+    block.got = ["1", "2", "3", "10"]
+    assert updated(text, [block]).splitlines()[7:10] == ["1", "...", "10"]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--update"]:
+        sys.exit("usage: python tests/test_walkthrough.py --update   (regenerates docs/walkthrough.md's outputs)")
+    import tempfile
+
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT))
+    text = DOC.read_text()
+    blocks = parse(text)
+    with tempfile.TemporaryDirectory() as runs:
+        run_page(blocks, Path(runs))
+    DOC.write_text(updated(text, blocks))
+    print("\n\n".join(differences(blocks)) or "every output already matched")
