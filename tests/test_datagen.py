@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minisft.tweets import datagen
-from minisft.tweets.datagen import PARTS, comment_rate, expected_engagement, generate, text_features, to_jsonl
+from minisft.tweets.datagen import PARTS, comment_rate, expected_engagement, generate_records, text_features, to_jsonl
 from minisft.tweets.topics import STYLES, TOPICS, guess_style, guess_topic, topic_mentioned
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "tweets.jsonl"
@@ -20,7 +20,7 @@ KEYS = ["id", "instruction", "response", "likes", "comments", "impressions", "to
 
 @pytest.fixture(scope="module")
 def sample():
-    return generate(2000, 0)
+    return generate_records(2000, 0)
 
 
 @pytest.fixture(scope="module")
@@ -30,22 +30,22 @@ def shipped():
 
 # ---- determinism and the shipped file ----
 def test_same_seed_same_bytes_different_seed_different_bytes():
-    a, b, c = to_jsonl(generate(300, 1)), to_jsonl(generate(300, 1)), to_jsonl(generate(300, 2))
+    a, b, c = to_jsonl(generate_records(300, 1)), to_jsonl(generate_records(300, 1)), to_jsonl(generate_records(300, 2))
     assert a == b and a != c
 
 
 def test_shipped_file_is_exactly_generate_10000_seed_0():
     data = SHIPPED.read_bytes()
     assert data.count(b"\n") == 10000
-    assert data == to_jsonl(generate(10000, 0)).encode("utf-8")
+    assert data == to_jsonl(generate_records(10000, 0)).encode("utf-8")
 
 
 def test_cli_writes_what_generate_returns(tmp_path):
     out = tmp_path / "t.jsonl"
     datagen.main(["--n", "40", "--seed", "3", "--out", str(out)])
-    assert out.read_text(encoding="utf-8") == to_jsonl(generate(40, 3))
+    assert out.read_text(encoding="utf-8") == to_jsonl(generate_records(40, 3))
     with pytest.raises(ValueError, match="n must be at least 1"):
-        generate(0, 0)
+        generate_records(0, 0)
 
 
 # ---- schema ----

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from minisft.tweets.datagen import generate as generate_records
+from minisft.tweets.datagen import generate_records
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,7 @@ from minisft.config import TrainConfig, build_parser, parse_args
 from minisft.evaluate import evaluate_run, main
 from minisft.templates import TEMPLATES
 from minisft.training import main as train_main
-from minisft.tweets.datagen import expected_engagement
-from minisft.tweets.datagen import generate as generate_records
+from minisft.tweets.datagen import expected_engagement, generate_records
 from minisft.tweets.judges import grader
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ from minisft.precision import pick_precision
 from minisft.pretrained import build_tiny, load_model
 from minisft.templates import prompt_format
 from minisft.training import TrainingError, accumulate_gradients, main, train_step
-from minisft.tweets.datagen import generate as generate_records
+from minisft.tweets.datagen import generate_records
 
 ROOT = Path(__file__).resolve().parents[1]
 

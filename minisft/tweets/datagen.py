@@ -271,7 +271,7 @@ def _record(rng: random.Random) -> dict:
             "created_at": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def generate(n: int, seed: int) -> list[dict]:
+def generate_records(n: int, seed: int) -> list[dict]:
     """n records, sorted by created_at, ids syn-000001...; the same (n, seed) gives the same records."""
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
@@ -292,7 +292,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same bytes")
     ap.add_argument("--out", default="data/tweets.jsonl", help="output JSONL path ('-' for stdout)")
     args = ap.parse_args(argv)
-    text = to_jsonl(generate(args.n, args.seed))
+    text = to_jsonl(generate_records(args.n, args.seed))
     if args.out == "-":
         sys.stdout.write(text)
         return
