@@ -16,16 +16,12 @@ from pathlib import Path
 import torch
 
 from minisft import pretrained, runs, templates
+from minisft.best_of_n import best_of_n
+from minisft.conditioning import BUCKETS, ask_bucket, with_bucket
 from minisft.precision import DTYPES, pick_device
-from minisft.sampling import (
-    PromptTruncatedWarning,
-    SettingError,
-    check_settings,
-    fit_prompts,
-    for_inference,
-    generate,
-    inference_dtype,
-)
+from minisft.sampling import (PromptTruncatedWarning, SettingError, check_settings, fit_prompts, for_inference,
+                              inference_dtype)
+from minisft.tweets import judges
 from minisft.tweets.metrics import TWEET_LIMIT
 
 
@@ -55,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
                    help="inference precision; auto = bf16 where the hardware has it (GPU, or CPU with AVX512-BF16 for "
                         "models of 16M+ parameters), else fp32 (default: auto)")
+    p.add_argument("--engagement-bucket", default="auto",
+                   help="for a model trained with --condition: the engagement bucket to ask for (top, 60-80, 40-60, "
+                        "20-40, bottom, or none for no line; default: auto = top for such models)")
+    p.add_argument("--best-of", type=int, default=1,
+                   help="draw N candidates per tweet and keep the one the run's judge (judge.json) scores highest; "
+                        "--json lists every candidate with its score (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text blocks")
     return p
 
@@ -66,7 +68,7 @@ def check(args) -> str | None:
         return "give --prompt TEXT, --prompt - (standard input) or --prompts-file FILE"
     if args.prompt is not None and args.prompts_file is not None:
         return "give either --prompt or --prompts-file, not both"
-    for flag in ("num_samples", "max_new_tokens", "batch_size"):
+    for flag in ("num_samples", "max_new_tokens", "batch_size", "best_of"):
         if getattr(args, flag) < 1:
             return f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}"
     try:
@@ -94,22 +96,25 @@ def read_prompts(args) -> list[str]:
 
 
 def load(args):
-    """-> (model, tokenizer, template format, where it came from). Raises with a message for parser.error."""
+    """-> (model, tokenizer, template format, bucket asked for, picker or None, where it came from).
+    Raises with a message for parser.error."""
     if args.model is None or Path(args.model).exists():
         folder = runs.checkpoint_folder(args.model or runs.latest_run(args.runs_dir))
         source = str(folder)
     else:  # a name: gpt2 ... (from the Hugging Face cache, or the Hub when online)
         folder, source = pretrained.resolve(args.model), args.model
+    bucket = None if args.raw else ask_bucket(args.engagement_bucket, templates.load_condition(folder))
+    picker = judges.load_picker(folder) if args.best_of > 1 else None
     model = pretrained.load_model(str(folder))
     tok = pretrained.load_tokenizer(str(folder))
     _, fmt = templates.load_template(folder)
-    return model, tok, fmt, source
+    return model, tok, fmt, bucket, picker, source
 
 
-def encode_prompts(prompts, tok, fmt, raw) -> list[list[int]]:
+def encode_prompts(prompts, tok, fmt, raw, bucket=None) -> list[list[int]]:
     if raw:  # an empty raw prompt: start from <|endoftext|>, GPT-2's document separator (unconditional sample)
         return [tok.encode(p) or [tok.eos_id] for p in prompts]
-    return [tok.encode(templates.format_prompt(fmt, p)) for p in prompts]
+    return [tok.encode(templates.format_prompt(fmt, with_bucket(p, bucket))) for p in prompts]
 
 
 def main(argv=None) -> int:
@@ -124,7 +129,7 @@ def main(argv=None) -> int:
     except (ValueError, RuntimeError) as e:  # read_prompts' messages name their flag; torch.device's don't
         parser.error(str(e) if str(e).startswith("--") else f"--device {args.device}: {e}")
     try:
-        model, tok, fmt, source = load(args)
+        model, tok, fmt, bucket, picker, source = load(args)
     except (FileNotFoundError, ValueError, RuntimeError) as e:  # no run, bad folder, unknown model: no traceback
         parser.error(f"--model {args.model}: {e}" if args.model else str(e))
     if not args.raw and any(not p.strip() for p in prompts):
@@ -132,7 +137,7 @@ def main(argv=None) -> int:
     dtype = inference_dtype(device, model.num_params()) if args.dtype == "auto" else DTYPES[args.dtype]
     model = for_inference(model.to(device), dtype, copy=False)  # cast (and lay out) in place: no second copy
 
-    ids = encode_prompts(prompts, tok, fmt, args.raw)
+    ids = encode_prompts(prompts, tok, fmt, args.raw, bucket)
     try:  # cut from the left where the context is too short, with a notice for each prompt cut
         with warnings.catch_warnings(record=True) as cut:
             warnings.simplefilter("always", PromptTruncatedWarning)
@@ -147,14 +152,25 @@ def main(argv=None) -> int:
     rows = [(i, j) for i in range(len(prompts)) for j in range(args.num_samples)]  # (prompt, sample) pairs
     for start in range(0, len(rows), args.batch_size):
         batch = rows[start:start + args.batch_size]
-        outs = generate(model, [ids[i] for i, _ in batch], args.max_new_tokens, temperature=args.temperature,
-                        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty,
-                        eos_id=tok.eos_id, generator=generator)
-        for (i, j), out in zip(batch, outs):
+
+        def scores(row, candidates):  # the picker's score: this candidate's likes as a multiple of the usual
+            texts = [tok.decode(c).strip() for c in candidates]
+            return picker.factor(texts, [{}] * len(texts)) if picker else [0.0] * len(texts)
+
+        picked = best_of_n(model, [ids[i] for i, _ in batch], args.best_of, scores, args.max_new_tokens,
+                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                           repetition_penalty=args.repetition_penalty, eos_id=tok.eos_id, generator=generator)
+        for (i, j), pick in zip(batch, picked):
+            out = pick["tokens"]
             text = tok.decode(out).strip()
             finished = len(out) < args.max_new_tokens  # generate() drops the end token, so a finished row is shorter
             record = {"prompt": prompts[i], "text": text, "chars": len(text), "n_tokens": len(out),
-                      "finished": finished, "sample": j + 1, "model": source}
+                      "finished": finished, "sample": j + 1, "model": source,
+                      "engagement_bucket": None if bucket is None else BUCKETS[bucket]}
+            if picker is not None:
+                record["score"] = pick["scores"][pick["best"]]
+                record["candidates"] = [{"text": tok.decode(c).strip(), "score": s}
+                                        for c, s in zip(pick["candidates"], pick["scores"])]
             print(json.dumps(record, ensure_ascii=False) if args.json else show(record, args.num_samples))
             sys.stdout.flush()
     return 0
@@ -163,6 +179,8 @@ def main(argv=None) -> int:
 def show(r: dict, num_samples: int) -> str:
     """A tweet as a block: a header with the prompt and the length (flagged when over the limit), then the text."""
     flags = [f"{r['chars']} chars"]
+    if "candidates" in r:
+        flags.append(f"best of {len(r['candidates'])}: {r['score']:.2f}x the usual likes by the judge")
     if r["chars"] > TWEET_LIMIT:
         flags.append(f"OVER {TWEET_LIMIT}")
     if not r["finished"]:

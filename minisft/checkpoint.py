@@ -43,7 +43,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, template: str, train_state: dict,
-                    keep_last: int = 0) -> Path:
+                    keep_last: int = 0, condition: dict | None = None) -> Path:
     """Write checkpoints/step-<step>/ atomically, point `latest` at it, and prune old ones."""
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,7 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, template: str, t
     tmp.mkdir()
     save_model(unwrap(model), tmp)
     tokenizer.save(tmp)
-    save_template(tmp, template)
+    save_template(tmp, template, condition)
     torch.save(train_state, tmp / "state.pt")
     if final.exists():  # saving the same step twice (e.g. a stop right after a scheduled save)
         shutil.rmtree(final)
@@ -69,16 +69,6 @@ def prune(ckpt_root: Path, keep_last: int, current: Path) -> None:
     for old in steps[:-keep_last]:
         if old != current:
             shutil.rmtree(old)
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = Path(run_dir) / POINTER
-    if not pointer.exists():
-        return None
-    folder = Path(run_dir) / pointer.read_text().strip()
-    if not (folder / "state.pt").exists():
-        raise FileNotFoundError(f"{pointer} points at {folder}, which has no state.pt: the run folder is damaged")
-    return folder
 
 
 def load_train_state(folder: Path) -> dict:

@@ -12,7 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from minisft.weighting import DEFAULT_MAX_WEIGHT, SCHEMES
+from minisft.conditioning import MEASURES
+from minisft.weighting import DEFAULT_MAX_WEIGHT, SCHEMES, SIGNALS
 
 
 def opt(default, help, **kw):
@@ -26,8 +27,15 @@ class TrainConfig:
                                   "or one of our run folders to keep fine-tuning). Default: gpt2 when it is cached or "
                                   "the Hub can be reached, else tiny (an explicit --model gpt2 never falls back)")
     data: str = opt("data/tweets.jsonl", "training data: JSONL, CSV or Parquet in the minisft schema")
-    weights: str = opt("log", "engagement weighting of each example's loss (none = plain SFT)",
-                       choices=SCHEMES)
+    weights: str = opt("auto", "engagement weighting of each example's loss (none = plain SFT; auto = log, or none "
+                               "when --condition is on)", choices=("auto", *SCHEMES))
+    engagement: str = opt("raw", "what the weights and the condition measure: raw likes + comments, or relative to "
+                                 "the author's usual (the median of their training tweets)", choices=SIGNALS)
+    condition: str = opt("none", "engagement-conditioned SFT: each training prompt gets a line with its engagement "
+                                 "bucket (quintiles), the observed one or one predicted from the text (cross-fitted); "
+                                 "sampling asks for the top bucket (minisft/conditioning.py)", choices=MEASURES)
+    condition_dropout: float = opt(0.1, "share of training prompts left without the engagement line, so the model "
+                                        "keeps an unconditioned mode")
     max_weight: float = opt(DEFAULT_MAX_WEIGHT, "clip engagement weights at this multiple of the mean, so one "
                                                 "viral tweet can't dominate")
     template: str = opt("plain", "prompt template name (see minisft/templates.py)")
@@ -125,6 +133,7 @@ def parse_args(argv=None) -> tuple[TrainConfig, set[str]]:
     problem = check(cfg)
     if problem:
         parser.error(problem)
+    cfg.weights = weight_scheme(cfg)  # the run's config names the scheme it used, not "auto"
     return cfg, given
 
 
@@ -142,8 +151,10 @@ def check(cfg: TrainConfig) -> str | None:
         return "--val-fraction must be between 0 and 1"
     if cfg.max_weight < 1:
         return "--max-weight must be at least 1 (weights have mean 1)"
-    if cfg.weights == "none" and cfg.max_weight != DEFAULT_MAX_WEIGHT:
+    if weight_scheme(cfg) == "none" and cfg.max_weight != DEFAULT_MAX_WEIGHT:
         return "--max-weight has no effect with --weights none"
+    if not 0 <= cfg.condition_dropout < 1:
+        return "--condition-dropout must be in [0, 1)"
     if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
         return "--dropout must be in [0, 1)"
     if cfg.dtype == "fp16" and cfg.device == "cpu" and cfg.compile:
@@ -160,3 +171,11 @@ def check(cfg: TrainConfig) -> str | None:
         if getattr(cfg, name) < 0:
             return f"--{name.replace('_', '-')} must be >= 0"
     return None
+
+
+def weight_scheme(cfg: TrainConfig) -> str:
+    """--weights auto: log weights, except on a conditioned run, whose engagement is in its prompt instead (the two
+    combine when --weights is given)."""
+    if cfg.weights != "auto":
+        return cfg.weights
+    return "none" if cfg.condition != "none" else "log"

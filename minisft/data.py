@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
-from minisft.config import TrainConfig
+from minisft.conditioning import Condition, fit_condition, with_bucket
+from minisft.config import TrainConfig, weight_scheme
 from minisft.loss import IGNORE
 from minisft.records import DataError, LoadStats, load_records, mix_records, split_records
 from minisft.templates import format_prompt, response_text
@@ -148,13 +149,15 @@ def example_length(max_len: int | None, n_positions: int) -> int:
     return max_len or min(DEFAULT_MAX_LEN, n_positions)
 
 
-def encode_records(tok, records: list[dict], fmt: str, max_len: int, weigh=None,
-                   train_on_prompt: bool = False) -> tuple[list[Example], dict]:
+def encode_records(tok, records: list[dict], fmt: str, max_len: int, weigh=None, train_on_prompt: bool = False,
+                   buckets: dict | None = None) -> tuple[list[Example], dict]:
     """Encode records under a template's prompt format (templates.py): (examples, counts {encoded, truncated,
-    dropped}). weigh: a fitted minisft.weighting.EngagementWeights (record -> weight), or None for weight 1."""
+    dropped}). weigh: a fitted minisft.weighting.EngagementWeights (record -> weight), or None for weight 1.
+    buckets: id -> engagement bucket, whose line goes into that record's prompt (conditioning.py), or None."""
     stats, examples = EncodeStats(), []
     for r in records:
-        ex = encode_example(tok, format_prompt(fmt, r["instruction"]), r["response"], max_len, train_on_prompt, stats)
+        instruction = with_bucket(r["instruction"], (buckets or {}).get(r["id"]))
+        ex = encode_example(tok, format_prompt(fmt, instruction), r["response"], max_len, train_on_prompt, stats)
         if ex is not None:
             ex.id, ex.weight = r["id"], weigh(r) if weigh is not None else 1.0
             examples.append(ex)
@@ -164,21 +167,26 @@ def encode_records(tok, records: list[dict], fmt: str, max_len: int, weigh=None,
 @dataclass
 class Split:
     """A run's records, read from its file once: all of them (file order), the training split (after --mix), the
-    validation split, the engagement weights fitted on the training split, and the loader's counts."""
+    validation split, the engagement weights and the engagement condition fitted on the training split (None when
+    the run is not conditioned; then `buckets` is empty), and the loader's counts."""
     records: list[dict]
     train: list[dict]
     val: list[dict]
     weigh: EngagementWeights
     load: LoadStats
+    condition: Condition | None = None
+    buckets: dict[str, int] = field(default_factory=dict)  # id -> engagement bucket, for training and validation
 
 
 @dataclass
 class Dataset:
-    """A Split encoded for one tokenizer and template: the examples the loop trains and validates on."""
+    """A Split encoded for one tokenizer and template: the examples the loop trains and validates on. Validation
+    examples have no engagement line; val_bucketed (conditioned runs only) are the same with their true bucket."""
     split: Split
     train: list[Example]
     val: list[Example]
     stats: dict
+    val_bucketed: list[Example] = field(default_factory=list)
 
 
 def load_split(cfg: TrainConfig, rejects_path=None) -> Split:
@@ -187,7 +195,12 @@ def load_split(cfg: TrainConfig, rejects_path=None) -> Split:
     train, val = split_records(records, cfg.val_fraction, cfg.split_seed)
     if cfg.mix:
         train = mix_records(train, cfg.mix, cfg.split_seed)
-    return Split(records, train, val, fit_weights(train, cfg.weights, cfg.max_weight), load_stats)
+    split = Split(records, train, val, fit_weights(train, weight_scheme(cfg), cfg.max_weight, cfg.engagement),
+                  load_stats)
+    if cfg.condition != "none":
+        split.condition, split.buckets = fit_condition(train, val, cfg.condition, cfg.engagement,
+                                                       cfg.condition_dropout, cfg.seed)
+    return split
 
 
 def encode_split(split: Split, tok, fmt: str, max_len: int, train_on_prompt: bool = False) -> Dataset:
@@ -197,8 +210,14 @@ def encode_split(split: Split, tok, fmt: str, max_len: int, train_on_prompt: boo
     one, and they always score the response only, even when training also learns the prompt: the question is
     always "how well does it write the tweet for this instruction?", so runs stay comparable.
     """
-    train, train_enc = encode_records(tok, split.train, fmt, max_len, split.weigh, train_on_prompt)
+    lines = {}  # training examples: their bucket's line, but for the --condition-dropout share
+    if split.condition is not None:
+        lines = {i: b for i, b in split.buckets.items() if split.condition.keeps_line(i)}
+    train, train_enc = encode_records(tok, split.train, fmt, max_len, split.weigh, train_on_prompt, lines)
     val, val_enc = encode_records(tok, split.val, fmt, max_len, split.weigh, train_on_prompt=False)
+    val_bucketed = []
+    if split.condition is not None:
+        val_bucketed, _ = encode_records(tok, split.val, fmt, max_len, split.weigh, False, split.buckets)
     if not train:
         raise DataError(f"no training examples ({split.load.kept} records kept, {len(split.train)} in the training "
                         f"split, {train_enc['dropped']} too long for max_len={max_len})")
@@ -210,8 +229,9 @@ def encode_split(split: Split, tok, fmt: str, max_len: int, train_on_prompt: boo
              "train_sources": dict(Counter(str(r.get("source")) for r in split.train)),
              "train_target_tokens": sum(sum(t != IGNORE for t in ex.targets) for ex in train),
              "weights": split.weigh.scheme, "weight_min": float(w.min()), "weight_max": float(w.max()),
-             "weights_missing": sum(split.weigh.score(r) is None for r in split.train)}
-    return Dataset(split, train, val, stats)
+             "weights_missing": sum(split.weigh.score(r) is None for r in split.train),
+             "conditioned_examples": len(lines)}
+    return Dataset(split, train, val, stats, val_bucketed)
 
 
 def prepare(cfg: TrainConfig, tok, fmt: str, max_len: int, rejects_path=None) -> Dataset:

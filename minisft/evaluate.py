@@ -30,15 +30,16 @@ import sys
 from pathlib import Path
 
 from minisft import data as D
+from minisft.best_of_n import best_of_n
+from minisft.conditioning import BUCKETS, ask_bucket, with_bucket
 from minisft.config import TrainConfig
 from minisft.objective import SFTObjective, validation_loss
 from minisft.precision import pick_device, pick_precision
 from minisft.pretrained import load_model, load_tokenizer
 from minisft.runs import checkpoint_folder
-from minisft.sampling import generate
-from minisft.templates import format_prompt, load_template
+from minisft.templates import format_prompt, load_condition, load_template
 from minisft.tweets import judges
-from minisft.tweets.metrics import CopyDetector, on_topic, text_quality, within_limit
+from minisft.tweets.metrics import CopyDetector, bootstrap_interval, on_topic, text_quality, within_limit
 
 DEFAULTS = dict(num_prompts=50, k=4, seed=0, max_new_tokens=128, temperature=0.8, top_k=0, top_p=0.95,
                 batch_size=64)
@@ -47,32 +48,45 @@ DEFAULTS = dict(num_prompts=50, k=4, seed=0, max_new_tokens=128, temperature=0.8
 # ------------------------------------------------------------------------------------------ the tweets
 
 def generate_tweets(model, tok, fmt: str, records: list[dict], k: int, seed: int, max_new_tokens: int,
-                    temperature: float, top_k: int, top_p: float, batch_size: int) -> list[dict]:
+                    temperature: float, top_k: int, top_p: float, batch_size: int, bucket: int | None = None,
+                    best_of: int = 1, picker=None) -> list[dict]:
     """K tweets per record: sample round j uses seeds seed + 1000 * j + batch number, so every run sees the same.
 
-    A row "ended" when the model wrote <|endoftext|> itself: generate() then returns fewer than max_new_tokens
-    tokens. A tweet cut by the budget is the sign of a model that never learned to stop.
+    bucket: the engagement bucket asked for in each prompt (conditioning.py), or None for no line.
+    best_of > 1: each tweet is the best of that many candidates by the picker's score (best_of_n.py); every row
+    keeps the candidates' scores. A row "ended" when the model wrote <|endoftext|> itself: generate() then returns
+    fewer than max_new_tokens tokens. A tweet cut by the budget is the sign of a model that never learned to stop.
     """
-    prompts = [tok.encode(format_prompt(fmt, r["instruction"])) for r in records]
+    prompts = [tok.encode(format_prompt(fmt, with_bucket(r["instruction"], bucket))) for r in records]
+    per_call = max(1, batch_size // best_of)  # prompts per generate() call: rows = prompts x candidates
+
+    def scores(i, candidates):  # the picker's score of each candidate (1.0 = a typical tweet of the author)
+        if picker is None:
+            return [0.0] * len(candidates)
+        return picker.factor([tok.decode(c).strip() for c in candidates], [records[i]] * len(candidates))
+
     rows = []
     for j in range(k):
-        for b, start in enumerate(range(0, len(records), batch_size)):
-            outs = generate(model, prompts[start:start + batch_size], max_new_tokens=max_new_tokens,
-                            temperature=temperature, top_k=top_k, top_p=top_p, eos_id=tok.eos_id,
-                            seed=seed + 1000 * j + b)
-            for i, out in enumerate(outs, start=start):
-                r = records[i]
+        for b, start in enumerate(range(0, len(records), per_call)):
+            batch = prompts[start:start + per_call]
+            picked = best_of_n(model, batch, best_of, lambda i, c: scores(start + i, c), max_new_tokens,
+                               temperature=temperature, top_k=top_k, top_p=top_p, eos_id=tok.eos_id,
+                               seed=seed + 1000 * j + b)
+            for i, pick in enumerate(picked, start=start):
+                r, out = records[i], pick["tokens"]
                 rows.append({"prompt": i, "id": r["id"], "sample": j, "instruction": r["instruction"],
-                             "topic": r.get("topic"), "source": r.get("source"), "text": tok.decode(out).strip(),
-                             "ended": len(out) < max_new_tokens})
+                             "topic": r.get("topic"), "source": r.get("source"), "author": r.get("author"),
+                             "text": tok.decode(out).strip(), "ended": len(out) < max_new_tokens,
+                             **({"picker_scores": pick["scores"], "picked": pick["best"]} if best_of > 1 else {})})
     return rows
 
 
-def sample_tweets(model, tok, fmt: str, records: list[dict], seed: int, judge: judges.Judge) -> list[dict]:
+def sample_tweets(model, tok, fmt: str, records: list[dict], seed: int, judge: judges.Judge,
+                  bucket: int | None = None) -> list[dict]:
     """A few tweets for fixed validation instructions, to watch what a model learns while it trains (the same seeds
     at every evaluation), each with its expected likes from the run's judge."""
     rows = generate_tweets(model, tok, fmt, records, k=1, seed=seed, max_new_tokens=96, temperature=0.8, top_k=0,
-                           top_p=0.95, batch_size=len(records) or 1)
+                           top_p=0.95, batch_size=len(records) or 1, bucket=bucket)
     return [{"instruction": r["instruction"], "text": r["text"], "chars": len(r["text"]),
              "expected_likes": judge.score(r["text"], records[r["prompt"]]), "judge": judge.name} for r in rows]
 
@@ -87,19 +101,38 @@ def score_tweets(rows: list[dict], score, copies: CopyDetector, records: list[di
                    novel=copies.is_novel(text), on_topic=on_topic(text, row["topic"]))
 
 
+def likes_summary(groups: list[list[float]], prefix: str = "") -> dict:
+    """Mean and median expected likes over all tweets, and a bootstrap 95% interval of the mean over prompts."""
+    likes = [x for g in groups for x in g]
+    interval = bootstrap_interval(groups)
+    return {f"{prefix}expected_likes_mean": statistics.fmean(likes) if likes else None,
+            f"{prefix}expected_likes_median": statistics.median(likes) if likes else None,
+            f"{prefix}expected_likes_ci_low": interval and interval[0],
+            f"{prefix}expected_likes_ci_high": interval and interval[1]}
+
+
 def summarise(rows: list[dict], copies: CopyDetector, score, eval_records: list[dict]) -> dict:
-    """The tweet metrics over all generated rows, and the same engagement score for the held-out human tweets."""
+    """Every tweet metric of the generated rows, and the SAME metric of the held-out human tweets of the same
+    prompts (human_...): a number means little until it sits beside what people wrote.
+
+    Distinct-n is computed within each sample round (one tweet per prompt, like the humans' one tweet per prompt)
+    and averaged: pooling K rounds would compare 4x more generated text with the human tweets."""
+    k = max(r["sample"] for r in rows) + 1
     m = text_quality([r["text"] for r in rows], [r["topic"] for r in rows], copies)
+    rounds = [text_quality([r["text"] for r in rows if r["sample"] == j], [r["topic"] for r in rows
+                                                                          if r["sample"] == j]) for j in range(k)]
+    for key in ("distinct_1", "distinct_2"):
+        m[key] = statistics.fmean(q[key] for q in rounds)
     m["ended"] = sum(r["ended"] for r in rows) / len(rows)
-    likes = [r["expected_likes"] for r in rows if r["expected_likes"] is not None]
-    reference = [x for r in eval_records if (x := score(r["response"], r)) is not None]
-    m["expected_likes_mean"] = statistics.fmean(likes) if likes else None
-    m["expected_likes_median"] = statistics.median(likes) if likes else None
-    # The same judge on the human tweets of the same instructions: the level a perfect imitator would reach.
-    m["reference_likes_mean"] = statistics.fmean(reference) if reference else None
+    groups = [[r["expected_likes"] for r in rows if r["prompt"] == i and r["expected_likes"] is not None]
+              for i in range(len(eval_records))]
+    m.update(likes_summary(groups))
+    human = text_quality([r["response"] for r in eval_records], [r.get("topic") for r in eval_records], copies)
+    human.update(likes_summary([[x] for r in eval_records if (x := score(r["response"], r)) is not None]))
+    m.update({f"human_{key}": value for key, value in human.items()})
     # Generated / human on the same prompts: comparable across runs whose held-out prompts differ (another seed).
-    m["likes_vs_reference"] = (m["expected_likes_mean"] / m["reference_likes_mean"]
-                               if likes and reference and m["reference_likes_mean"] > 0 else None)
+    m["likes_vs_human"] = (m["expected_likes_mean"] / m["human_expected_likes_mean"]
+                           if m["expected_likes_mean"] is not None and m["human_expected_likes_mean"] else None)
     m["tweets"] = len(rows)
     return m
 
@@ -109,9 +142,13 @@ def summarise(rows: list[dict], copies: CopyDetector, score, eval_records: list[
 def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_new_tokens: int = 128,
                  temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, batch_size: int = 64,
                  device: str = "auto", data: str | None = None, wandb: str = "disabled", wandb_run=None,
-                 quiet: bool = False, dataset: D.Dataset | None = None) -> dict:
+                 quiet: bool = False, dataset: D.Dataset | None = None, bucket: str = "auto",
+                 best_of: int = 1) -> dict:
     """Evaluate the latest checkpoint of a run folder; write eval.json and eval_samples.jsonl; return eval.json.
 
+    bucket: the engagement bucket to ask for (conditioning.parse_bucket); "auto" = the top one on a conditioned
+    run, none otherwise. best_of: each tweet the best of N candidates by the run's picker (judge.json); the
+    grader is another judge (tweets/judges.py).
     wandb_run: an open W&B run to log to (the training loop passes its own); else wandb="online"/"offline"/"auto"
     reopens the run's W&B run (its id is in the checkpoint's state.pt) and logs there.
     """
@@ -125,6 +162,8 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
     if dataset is None and not Path(cfg.data).exists():
         raise FileNotFoundError(f"{run_dir / 'run_config.json'}: data: {cfg.data} not found (was the run trained "
                                 "from another folder?): pass --data PATH")
+    asked = ask_bucket(bucket, load_condition(ckpt))
+    picker = judges.load_picker(run_dir) if best_of > 1 else None
     dev = pick_device(device)
     model = load_model(str(ckpt)).to(dev).eval()
     tok = load_tokenizer(str(ckpt))
@@ -136,10 +175,14 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
         raise ValueError(f"{run_dir}: the validation split is empty: nothing held out to evaluate on")
 
     precision = pick_precision(dev, cfg.dtype, model.num_params())  # the run's own, as training measured it
-    metrics = validation_loss(SFTObjective(model, fast=cfg.fast_head), dataset.val, batch_size, tok.eos_id, precision)
+    objective = SFTObjective(model, fast=cfg.fast_head)
+    metrics = validation_loss(objective, dataset.val, batch_size, tok.eos_id, precision)
+    if dataset.val_bucketed:
+        metrics.update(validation_loss(objective, dataset.val_bucketed, batch_size, tok.eos_id, precision,
+                                       prefix="val_bucket/"))
     eval_records = val[:num_prompts]
     rows = generate_tweets(model, tok, fmt, eval_records, k, seed, max_new_tokens, temperature, top_k, top_p,
-                           batch_size)
+                           batch_size, asked, best_of, picker)
     judge = judges.grader(train, val)
     copies = CopyDetector(r["response"] for r in train)
     score_tweets(rows, judge.score, copies, eval_records)
@@ -148,7 +191,8 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
     result = {"run": str(run_dir), "checkpoint": str(ckpt), "step": _step_of(ckpt), "template": template,
               "engagement_scorer": judge.name,
               "settings": dict(num_prompts=len(eval_records), k=k, seed=seed, max_new_tokens=max_new_tokens,
-                               temperature=temperature, top_k=top_k, top_p=top_p),
+                               temperature=temperature, top_k=top_k, top_p=top_p, best_of=best_of,
+                               engagement_bucket=None if asked is None else BUCKETS[asked]),
               "metrics": metrics}
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(run_dir / "eval_samples.jsonl", "w") as f:
@@ -195,19 +239,29 @@ def _fmt(x, digits=3):
 
 def print_summary(result: dict, rows: list[dict], shown: int = 3) -> None:
     m, s = {k.split("/", 1)[1]: v for k, v in result["metrics"].items()}, result["settings"]
+    asked = f", asking for {s['engagement_bucket']}" if s.get("engagement_bucket") else ""
+    best = f", each the best of {s['best_of']} by the picker" if s.get("best_of", 1) > 1 else ""
     print(f"evaluated {result['checkpoint']} on {s['num_prompts']} held-out instructions x {s['k']} tweets "
-          f"(T={s['temperature']}, top-p={s['top_p']}, seed {s['seed']})")
+          f"(T={s['temperature']}, top-p={s['top_p']}, seed {s['seed']}{asked}{best})")
     print(f"  val loss {_fmt(m.get('loss'))} (unweighted {_fmt(m.get('loss_unweighted'))}, "
-          f"ppl {_fmt(m.get('ppl'), 1)})")
-    print(f"  within 280 chars {_fmt(m['within_280'], 2)} | ended {_fmt(m['ended'], 2)} | distinct-1 "
-          f"{_fmt(m['distinct_1'], 2)} distinct-2 {_fmt(m['distinct_2'], 2)} | repeated 3-gram "
-          f"{_fmt(m['repeated_3gram'], 2)} | novel {_fmt(m['novelty'], 2)} | on topic {_fmt(m['on_topic'], 2)}")
+          f"ppl {_fmt(m.get('ppl'), 1)})" + (f" | with the true bucket {_fmt(result['metrics']['val_bucket/loss'])}"
+                                             if "val_bucket/loss" in result["metrics"] else ""))
+
+    def pair(key, digits=2):  # generated (human)
+        return f"{_fmt(m[key], digits)} ({_fmt(m.get('human_' + key), digits)})"
+
+    print(f"  generated (human tweets of the same prompts): within 280 chars {pair('within_280')} | ended "
+          f"{_fmt(m['ended'], 2)} | distinct-1 {pair('distinct_1')} distinct-2 {pair('distinct_2')}")
+    print(f"  repeated 3-gram {pair('repeated_3gram')} | novel {pair('novelty')} | on topic {pair('on_topic')} | "
+          f"hook {pair('hook_share')} | emoji/tweet {pair('emoji_per_tweet')} | chars {pair('mean_chars', 0)}")
     judge = result["engagement_scorer"]
-    trust = f", predictor R^2 on val {_fmt(m.get('predictor_r2'), 2)}" if judge == "predictor" else ""
+    trust = f", R^2 on val {_fmt(m.get('predictor_r2'), 2)}" if judge == "learned" else ""
     if judge == "none":
         trust = f": {m.get('judge_note')}"
-    print(f"  expected likes ({judge}{trust}): mean {_fmt(m['expected_likes_mean'], 1)}, median "
-          f"{_fmt(m['expected_likes_median'], 1)} (held-out human tweets: {_fmt(m['reference_likes_mean'], 1)})")
+    print(f"  expected likes ({judge}{trust}): mean {_fmt(m['expected_likes_mean'], 1)} [95% interval "
+          f"{_fmt(m['expected_likes_ci_low'], 1)}-{_fmt(m['expected_likes_ci_high'], 1)}], median "
+          f"{_fmt(m['expected_likes_median'], 1)}; human tweets {_fmt(m['human_expected_likes_mean'], 1)} "
+          f"(x{_fmt(m['likes_vs_human'], 2)})")
     for row in rows[:shown]:
         print(f"  > {row['instruction']}\n    {row['text'][:200]!r}")
     print(f"  wrote {Path(result['run']) / 'eval.json'} and eval_samples.jsonl")
@@ -229,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="prompts per generation batch")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--data", default=None, help="the run's data file, if it moved (default: from run_config.json)")
+    p.add_argument("--engagement-bucket", default="auto",
+                   help="on a run trained with --condition: the engagement bucket each prompt asks for (top, "
+                        "60-80, 40-60, 20-40, bottom, or none for no line); auto = top on such runs")
+    p.add_argument("--best-of", type=int, default=1,
+                   help="each tweet is the best of N candidates by the run's picker (judge.json), graded by "
+                        "another judge (minisft/tweets/judges.py)")
     p.add_argument("--wandb", default="disabled", choices=("auto", "online", "offline", "disabled"),
                    help="also log the metrics and a table of the tweets to the run's W&B run")
     return p
@@ -236,14 +296,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.num_prompts < 1 or args.k < 1 or args.batch_size < 1 or args.max_new_tokens < 1:
-        print("error: --num-prompts, --k, --batch-size and --max-new-tokens must be at least 1", file=sys.stderr)
+    if min(args.num_prompts, args.k, args.batch_size, args.max_new_tokens, args.best_of) < 1:
+        print("error: --num-prompts, --k, --batch-size, --max-new-tokens and --best-of must be at least 1",
+              file=sys.stderr)
         return 2
     try:
         evaluate_run(args.run, num_prompts=args.num_prompts, k=args.k, seed=args.seed,
                      max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                      top_p=args.top_p, batch_size=args.batch_size, device=args.device, data=args.data,
-                     wandb=args.wandb)
+                     wandb=args.wandb, bucket=args.engagement_bucket, best_of=args.best_of)
     except (FileNotFoundError, ValueError) as e:  # DataError, CheckpointError, bad settings are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 1

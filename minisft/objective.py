@@ -37,7 +37,8 @@ class SFTObjective(torch.nn.Module):
 
 
 @torch.no_grad()
-def validation_loss(objective, examples: list[D.Example], batch_size: int, pad_id: int, precision) -> dict:
+def validation_loss(objective, examples: list[D.Example], batch_size: int, pad_id: int, precision,
+                    prefix: str = "val/") -> dict:
     """The loss on held-out examples: weighted (what training minimises), plain (every token alike), perplexity.
 
     val/loss = sum(w * CE) / sum(w) and val/loss_unweighted = sum(CE) / tokens, over all their target tokens;
@@ -60,5 +61,5 @@ def validation_loss(objective, examples: list[D.Example], batch_size: int, pad_i
                                          nll + float(s.nll), tokens + s.tokens)
     objective.train(was_training)
     plain = nll / max(tokens, 1)
-    return {"val/loss": weighted / max(weight, 1e-12), "val/loss_unweighted": plain,
-            "val/ppl": math.exp(min(plain, 50.0)), "val/target_tokens": tokens}
+    return {f"{prefix}loss": weighted / max(weight, 1e-12), f"{prefix}loss_unweighted": plain,
+            f"{prefix}ppl": math.exp(min(plain, 50.0)), f"{prefix}target_tokens": tokens}

@@ -26,7 +26,7 @@ SEED_KEY = "seed"
 # eval.json and W&B: val/... for the validation loss, eval/... for the evaluation of generated tweets.
 LOSS_COLUMNS = (("val loss", "val/loss"), ("val loss (unweighted)", "val/loss_unweighted"), ("val ppl", "val/ppl"))
 EVAL_COLUMNS = (("expected likes", "eval/expected_likes_mean"), ("likes median", "eval/expected_likes_median"),
-                ("likes / human", "eval/likes_vs_reference"),
+                ("likes / human", "eval/likes_vs_human"),
                 ("within 280", "eval/within_280"), ("ended", "eval/ended"), ("distinct-1", "eval/distinct_1"),
                 ("distinct-2", "eval/distinct_2"), ("repeated 3-gram", "eval/repeated_3gram"),
                 ("novel", "eval/novelty"),
@@ -191,7 +191,7 @@ def plot(runs: list[dict], path: Path, group_seeds: bool = False) -> Path:
 
     bars(axes[2], list(SHARE_KEYS), "tweet quality (eval.json)")
     axes[2].set_ylim(0, 1.05)
-    bars(axes[3], ["eval/expected_likes_mean", "eval/expected_likes_median", "eval/reference_likes_mean"],
+    bars(axes[3], ["eval/expected_likes_mean", "eval/expected_likes_median", "eval/human_expected_likes_mean"],
          "expected likes")
     if not any(r["eval"] for r in runs):
         for ax in axes[2:]:

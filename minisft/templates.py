@@ -47,12 +47,20 @@ def response_text(prompt: str, response: str) -> str:
     return response if prompt[-1:].isspace() else " " + response
 
 
-def save_template(folder: str | Path, name: str) -> Path:
-    """Write folder/template.json: {"name": ..., "prompt": ...}. Returns its path."""
+def save_template(folder: str | Path, name: str, condition: dict | None = None) -> Path:
+    """Write folder/template.json: {"name": ..., "prompt": ...}, and the engagement condition of a conditioned run
+    (its bucket edges and line, conditioning.py) under "condition". Returns its path."""
     path = Path(folder) / "template.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"name": name, "prompt": prompt_format(name)}, indent=2) + "\n")
+    saved = {"name": name, "prompt": prompt_format(name), **({"condition": condition} if condition else {})}
+    path.write_text(json.dumps(saved, indent=2) + "\n")
     return path
+
+
+def load_condition(folder: str | Path) -> dict | None:
+    """The engagement condition saved with a checkpoint (conditioning.Condition.to_dict), or None."""
+    path = Path(folder) / "template.json"
+    return json.loads(path.read_text()).get("condition") if path.exists() else None
 
 
 def load_template(folder: str | Path) -> tuple[str, str]:

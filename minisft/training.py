@@ -23,9 +23,10 @@ import torch
 import torch.distributed as dist
 
 from minisft import data as D
-from minisft.checkpoint import latest_checkpoint, load_train_state, rng_state, save_checkpoint, set_rng_state
+from minisft.checkpoint import load_train_state, rng_state, save_checkpoint, set_rng_state
+from minisft.conditioning import BUCKETS
 from minisft.config import TrainConfig, parse_args
-from minisft.distributed import agreed, all_ranks, setup_distributed, shared
+from minisft.distributed import agreed, all_ranks, setup_distributed
 from minisft.evaluate import evaluate_run, sample_tweets
 from minisft.files import DataError
 from minisft.loss import IGNORE
@@ -33,7 +34,7 @@ from minisft.objective import SFTObjective, validation_loss
 from minisft.optimizer import lr_at, make_optimizer
 from minisft.precision import Precision, pick_device, pick_precision
 from minisft.pretrained import ModelNotAvailable, context_of, load_or_build_model, resolve
-from minisft.runs import POINTER, latest_run
+from minisft.runs import open_run
 from minisft.templates import format_prompt, prompt_format, response_text
 from minisft.tracking import Tracker, flatten
 from minisft.tweets import judges
@@ -132,28 +133,6 @@ def micro_batches(step: list[int], batch_size: int) -> list[list[int]]:
 
 
 # ------------------------------------------------------------------------------------------------------- set-up
-
-def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path | None]:
-    """The run folder, the config to use, and the checkpoint to resume from (None for a new run)."""
-    if cfg.resume:
-        run_dir = Path(shared(str(latest_run(cfg.out) if cfg.resume == "latest" else cfg.resume)))
-        saved = TrainConfig.load(run_dir / "run_config.json")
-        # A resumed run keeps its own config; only these flags may change (e.g. train longer, another device).
-        for name in given & {"max_steps", "epochs", "stop_after", "device", "wandb", "progress", "eval_every",
-                             "save_every", "keep_last", "final_eval"}:
-            setattr(saved, name, getattr(cfg, name))
-        saved.resume = str(run_dir)
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise TrainingError(f"{run_dir} has no checkpoint to resume from")
-        return saved, run_dir, ckpt
-    # The timestamped default name is chosen by rank 0 alone: processes started a second apart must share a folder.
-    name = shared(cfg.name or f"{Path(cfg.model or 'auto').name}-{cfg.weights}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir = Path(cfg.out) / name
-    if (run_dir / POINTER).exists():
-        raise TrainingError(f"{run_dir} already holds a run: pick another --name, or --resume {run_dir}")
-    return cfg, run_dir, None
-
 
 def choose_model(cfg: TrainConfig, resume_ckpt: Path | None) -> str:
     """The model this run trains: the checkpoint's on resume, else --model, else gpt2 if it can be had, else tiny."""
@@ -291,9 +270,12 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
               f"{total_steps} steps of {cfg.batch_size * micro_per_step} examples | padding {pad:.1%}")
         tracker.log(step, {"data/" + k: v for k, v in flatten(data.stats).items()})
     sample_recs = val_recs[:cfg.eval_samples]
+    condition = data.split.condition  # None unless --condition: then samples ask for the top engagement bucket
     judge = judges.grader(train_recs, val_recs) if is_main and cfg.eval_samples else None
     if judge is not None:
         print(f"sample tweets are scored by {judges.describe(judge)}")
+    if is_main and resume_ckpt is None:
+        judges.save_picker(run_dir, train_recs, val_recs)
 
     def checkpoint(at_step):
         rngs = all_ranks(rng_state())  # every process's generator, so a resumed run draws the same dropout masks
@@ -301,15 +283,20 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
             state = {"optimizer": optimizer.state_dict(), "scaler": precision.state_dict(), "rng": rngs,
                      "step": at_step, "epoch": at_step // steps_per_epoch, "wandb_id": tracker.wandb_id,
                      "data_position": (at_step % steps_per_epoch) * step_size}
-            save_checkpoint(run_dir, at_step, model, tok, cfg.template, state, keep_last=cfg.keep_last)
+            save_checkpoint(run_dir, at_step, model, tok, cfg.template, state, keep_last=cfg.keep_last,
+                            condition=condition.to_dict() if condition else None)
 
     def run_eval(at_step):
         metrics = validation_loss(objective, val_ex, cfg.batch_size, tok.eos_id, precision)
+        if data.val_bucketed:  # a conditioned run: the same loss with each example's true bucket in its prompt
+            metrics.update(validation_loss(objective, data.val_bucketed, cfg.batch_size, tok.eos_id, precision,
+                                           prefix="val_bucket/"))
         if is_main:
             tracker.log(at_step, metrics)
             if judge is not None:
+                top = len(BUCKETS) - 1 if condition else None
                 tracker.log_samples(at_step, sample_tweets(model, tok, prompt_format(cfg.template), sample_recs,
-                                                           cfg.seed, judge))
+                                                           cfg.seed, judge, top))
         return metrics
 
     bar = None

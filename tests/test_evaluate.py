@@ -43,7 +43,7 @@ def test_cli_writes_every_metric_in_range(run, capsys):
     assert m["eval/tweets"] == 12
     assert m["val/loss"] > 0 and m["val/ppl"] > 1
     assert m["eval/expected_likes_mean"] > 0 and m["eval/expected_likes_median"] > 0
-    assert m["eval/reference_likes_mean"] > 0
+    assert m["eval/human_expected_likes_mean"] > 0
     # the same loss as training: at the run's last step it equals the last val/loss training logged
     logged = [json.loads(line) for line in open(run / "metrics.jsonl")]
     last = [r for r in logged if "val/loss" in r][-1]
@@ -74,7 +74,7 @@ def test_imported_data_uses_the_fitted_predictor_and_reports_its_r2(run, tmp_pat
     real = tmp_path / "real.jsonl"  # the same tweets, as if imported: no synthetic ids
     real.write_text("".join(json.dumps({**r, "id": "x" + r["id"][4:]}) + "\n" for r in R.load_records(cfg.data)[0]))
     result = evaluate_run(run, num_prompts=4, k=1, max_new_tokens=16, data=str(real), quiet=True)
-    assert result["engagement_scorer"] == "predictor"
+    assert result["engagement_scorer"] == "learned"
     assert -1.0 < result["metrics"]["eval/predictor_r2"] <= 1.0
     assert result["metrics"]["eval/expected_likes_mean"] >= 0
 

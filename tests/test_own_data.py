@@ -50,7 +50,7 @@ def through_everything(data, tmp_path, name, capsys):
     assert 2 in {s["step"] for s in samples}  # the in-loop evaluation ran mid-run (no oracle crash)
     assert evaluate.main([str(run), "--num-prompts", "2", "--k", "1", "--max-new-tokens", "12"]) == 0
     result = json.loads((run / "eval.json").read_text())
-    assert result["engagement_scorer"] in ("predictor", "none") and result["metrics"]["eval/tweets"] == 2
+    assert result["engagement_scorer"] in ("learned", "none") and result["metrics"]["eval/tweets"] == 2
     assert report.main([str(run), "--out", str(tmp_path / "report")]) == 0
     assert explain.main(["0", "--model", str(run)]) == 0
     assert sample_cli.main(["--model", str(run), "--prompt", "Write a tip about sourdough", "--seed", "0",
@@ -65,10 +65,10 @@ def test_the_seed_row_format_with_foreign_topics_trains_evaluates_and_samples(tm
     data = tmp_path / "own.csv"  # the design document's columns, no id
     pd.DataFrame(rows).to_csv(data, index=False)
     run, samples, result, out = through_everything(data, tmp_path, "seed", capsys)
-    assert all(s["judge"] == "predictor" and s["expected_likes"] >= 0 for s in samples)
+    assert all(s["judge"] == "learned" and s["expected_likes"] >= 0 for s in samples)
     assert result["metrics"]["eval/on_topic"] is None  # no keyword list for "baking": n/a, not a crash or a guess
-    assert result["metrics"]["eval/reference_likes_mean"] is not None
-    assert "expected likes (predictor, predictor R^2 on val" in out.out
+    assert result["metrics"]["eval/human_expected_likes_mean"] is not None
+    assert "expected likes (learned, R^2 on val" in out.out
 
 
 def write_archive(folder, posts):

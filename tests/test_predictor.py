@@ -91,3 +91,22 @@ def test_predictions_never_leave_the_range_of_the_training_tweets():
     monster = " ".join(["code"] * 300) + " 🚀" * 40 + " #dev" * 20
     assert p.predict_likes([monster], [None])[0] == pytest.approx(most, rel=1e-9)
     assert p.predict_likes([""], [None])[0] >= min(r["likes"] for r in records) - 1e-9
+
+
+def test_loo_alpha_picks_the_penalty_with_the_least_brute_force_leave_one_out_error():
+    from minisft.tweets.predictor import ALPHAS, loo_alpha
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(40, 6))
+    y = Z @ np.array([1.0, 0.5, 0, 0, 0, 0]) + rng.normal(scale=2.0, size=40)
+    y = y - y.mean()
+
+    def brute(alpha):  # refit without row i, predict row i, for every i
+        errors = []
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            w = np.linalg.solve(Z[keep].T @ Z[keep] + alpha * np.eye(6), Z[keep].T @ y[keep])
+            errors.append((y[i] - Z[i] @ w) ** 2)
+        return np.mean(errors)
+
+    assert loo_alpha(Z, y) == ALPHAS[int(np.argmin([brute(a) for a in ALPHAS]))]

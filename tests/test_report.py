@@ -23,7 +23,7 @@ def make_run(root, name, val_loss, likes=None, **config):
     if likes is not None:
         metrics = {"expected_likes_mean": likes, "expected_likes_median": likes / 2, "within_280": 0.9,
                    "ended": 0.8, "distinct_1": 0.5, "distinct_2": 0.8, "repeated_3gram": 0.1, "novelty": 1.0,
-                   "on_topic": 0.4, "reference_likes_mean": 100.0}
+                   "on_topic": 0.4, "human_expected_likes_mean": 100.0}
         (d / "eval.json").write_text(json.dumps({"metrics": {f"eval/{k}": v for k, v in metrics.items()}}))
     return d
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 import sample
-from minisft import runs
+from minisft import best_of_n, runs
 from minisft.pretrained import build_tiny, save_model
 from minisft.templates import save_template
 
@@ -55,7 +55,7 @@ def test_wraps_the_prompt_in_the_runs_template(run_dir, capsys, monkeypatch):
         sent.extend(tok.decode(p) for p in prompts)
         return [[] for _ in prompts]
 
-    monkeypatch.setattr(sample, "generate", fake_generate)
+    monkeypatch.setattr(best_of_n, "generate", fake_generate)  # sample.py decodes through best_of_n
     run_main(["--model", str(run_dir), "--prompt", "Write about tabs"], capsys)
     assert sent == ["### Instruction:\nWrite about tabs\n\n### Response:\n"]  # the run's template.json (alpaca)
     run_main(["--model", str(run_dir), "--prompt", "Write about tabs", "--raw"], capsys)

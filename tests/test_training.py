@@ -257,7 +257,8 @@ def test_sigkill_during_save_leaves_previous_checkpoint(tmp_path):
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    from minisft.checkpoint import latest_checkpoint, load_train_state
+    from minisft.checkpoint import load_train_state
+    from minisft.runs import latest_checkpoint
 
     ckpt = latest_checkpoint(tmp_path / "run")
     assert ckpt.name == "step-0000001"

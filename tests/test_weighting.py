@@ -1,6 +1,7 @@
 """Engagement weights: mean 1 over the training split, monotone, clipped, always finite."""
 
 import math
+import statistics
 import random
 
 import numpy as np
@@ -100,3 +101,52 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="max_weight"):
         fit_weights([rec(1)], "log", max_weight=0.5)
     assert set(SCHEMES) == {"none", *ENGAGED}
+
+
+# ------------------------------------------------------------------------------------------- relative engagement
+
+def two_audiences():
+    """Two authors whose audiences differ 100x, each with tweets of the same wording quality q (likes = audience
+    x q): raw likes say the big account's worst tweet beats the small account's best."""
+    records = []
+    for author, audience in (("small", 10), ("big", 1000)):
+        for q in (0.5, 1, 1, 2, 4, 0.3):
+            records.append({"likes": round(audience * q) - 1, "comments": 0, "author": author, "source": "own"})
+    return records
+
+
+def test_relative_engagement_puts_equal_wording_on_equal_footing():
+    from minisft.weighting import EngagementSignal
+
+    records = two_audiences()
+    raw, relative = EngagementSignal.fit(records, "log", "raw"), EngagementSignal.fit(records, "log", "relative")
+    small, big = records[:6], records[6:]
+    assert raw(big[0]) > 10 * raw(small[4])  # raw: audience wins over wording
+    for a, b in zip(small, big):  # relative: the same quality, the same value, whatever the audience
+        assert relative(a) == pytest.approx(relative(b), rel=1e-9)
+    assert relative(small[4]) > relative(small[0]) > relative(small[5])  # and quality still orders them
+    for scheme in ("linear", "log", "sqrt", "rank"):
+        weigh = fit_weights(records, scheme, signal="relative")
+        assert [weigh(r) for r in small] == pytest.approx([weigh(r) for r in big], rel=1e-9)
+
+
+def test_relative_falls_back_to_the_source_then_the_split_median():
+    from minisft.weighting import EngagementSignal
+
+    records = two_audiences() + [{"likes": 99, "author": "newcomer", "source": "own"},
+                                 {"likes": 99, "author": "stranger", "source": None}]
+    signal = EngagementSignal.fit(records, "linear", "relative")
+    own_median = statistics.median(1 + r["likes"] for r in records if r["source"] == "own")
+    all_median = statistics.median(1 + r["likes"] for r in records)
+    assert signal.usual(records[-2]) == own_median  # one tweet: too few for an author median of its own
+    assert signal.usual(records[-1]) == all_median  # no source either
+    assert signal.usual(records[0]) == statistics.median(1 + r["likes"] for r in records[:6])
+    assert signal({"likes": None}) is None  # missing stays missing
+
+
+def test_rate_works_on_either_signal():
+    records = [{**r, "impressions": 40 * (r["likes"] + 1)} for r in two_audiences()]
+    for kind in ("raw", "relative"):
+        weigh = fit_weights(records, "rate", signal=kind)
+        w = np.array([weigh(r) for r in records])
+        assert w.mean() == pytest.approx(1.0) and np.isfinite(w).all()

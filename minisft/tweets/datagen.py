@@ -126,7 +126,7 @@ def _check(topic, style, source):
 
 
 def expected_engagement(text: str, topic: str | None = None, style: str | None = None,
-                        source: str = "own") -> float:
+                        source: str = "own", author: str | None = None) -> float:
     """Expected likes of a tweet under the synthetic engagement model (no noise; None -> guessed)."""
     topic = guess_topic(text) if topic is None else topic
     style = guess_style(text) if style is None else style

@@ -11,6 +11,10 @@ What "a good generated tweet" means here, one number per property, each a share 
   novel             not copied from the training set: no 8-gram shared with any training response, and not equal
                     to one (short tweets have no 8-gram at all). A model that memorised its data scores low here
   on_topic          the asked topic's keywords show up (topics.topic_mentioned)
+  hook_share        opens with a hook: a short first line on its own (datagen.text_features, the oracle's reading)
+  emoji_per_tweet   emoji per tweet (datagen.count_emoji)
+Every one of them is computed for the held-out human tweets too (evaluate.py): a number means little until it sits
+beside the same number for what people wrote.
 
 Words are lowercase whitespace tokens ("Hello, world!" -> ["hello,", "world!"]): crude, but exactly reproducible,
 and the same rule for generated and training text.
@@ -18,9 +22,12 @@ and the same rule for generated and training text.
 
 from __future__ import annotations
 
+import random
+import statistics
 from collections import Counter
 from collections.abc import Iterable
 
+from minisft.tweets.datagen import text_features
 from minisft.tweets.topics import TOPICS, topic_mentioned
 
 TWEET_LIMIT = 280
@@ -111,7 +118,8 @@ def on_topic(text: str, topic: str | None) -> bool | None:
 def text_quality(texts: list[str], topics: list[str | None], copies: CopyDetector | None = None) -> dict:
     """Every metric of the module over a list of generated tweets (topics[i] is what tweet i was asked about).
 
-    -> {"within_280", "distinct_1", "distinct_2", "repeated_3gram", "novelty", "on_topic", "mean_chars"};
+    -> {"within_280", "distinct_1", "distinct_2", "repeated_3gram", "novelty", "on_topic", "mean_chars",
+    "hook_share", "emoji_per_tweet"};
     novelty is None without a CopyDetector, on_topic None when no tweet has a known topic.
     """
     if len(texts) != len(topics):
@@ -124,4 +132,23 @@ def text_quality(texts: list[str], topics: list[str | None], copies: CopyDetecto
         "novelty": share(copies.is_novel(t) for t in texts) if copies is not None else None,
         "on_topic": share(on_topic(t, topic) for t, topic in zip(texts, topics)),
         "mean_chars": sum(len(t) for t in texts) / len(texts) if texts else None,
+        "hook_share": share(text_features(t)["hook"] for t in texts),
+        "emoji_per_tweet": sum(text_features(t)["emoji"] for t in texts) / len(texts) if texts else None,
     }
+
+
+def bootstrap_interval(groups: list[list[float]], resamples: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float] | None:
+    """A percentile bootstrap interval for the mean over groups (one group per prompt: its tweets' scores).
+
+    Prompts are what vary between evaluations (another seed draws other tweets, but the spread between prompts,
+    small accounts and big ones, is far larger), so the prompts are resampled with replacement, each bringing
+    its own tweets. None when there is nothing to resample.
+    """
+    means = [statistics.fmean(g) for g in groups if g]
+    if not means:
+        return None
+    rng = random.Random(seed)
+    boot = sorted(statistics.fmean(rng.choices(means, k=len(means))) for _ in range(resamples))
+    cut = (1 - level) / 2
+    return boot[int(cut * resamples)], boot[min(resamples - 1, int((1 - cut) * resamples))]
