@@ -25,13 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from minisft import data as D
-from minisft.config import TrainConfig
+from minisft.conditioning import with_bucket
+from minisft.config import TrainConfig, weight_scheme
 from minisft.loss import IGNORE
 from minisft.objective import SFTObjective
 from minisft.runs import checkpoint_folder
 from minisft.templates import render_prompt, response_text
 from minisft.training import prepare_run
-from minisft.weighting import SCHEMES
+from minisft.weighting import SCHEMES, EngagementSignal, engagement
 
 # ------------------------------------------------------------------------------------------- showing a token
 
@@ -62,7 +63,8 @@ def token_text(tok, token_id: int) -> str:
 # ------------------------------------------------------------------------------- the example and its losses
 
 def load_example(cfg: TrainConfig, index: int | None = None, record_id: str | None = None, ckpt: Path | None = None):
-    """(record, example or None, split, model, tokenizer): the example built by training's own prepare_run.
+    """(record, example or None, split, model, tokenizer, dataset): the example built by training's own
+    prepare_run.
 
     ckpt None: the tiny model's tokenizer is trained on the training split, as `train.py --model tiny` does.
     ckpt a checkpoint folder: its model and tokenizer (weights and template come from cfg = its run_config.json).
@@ -81,8 +83,18 @@ def load_example(cfg: TrainConfig, index: int | None = None, record_id: str | No
     for split, examples in (("train", data.train), ("validation", data.val)):
         for ex in examples:
             if ex.id == record["id"]:
-                return record, ex, split, model, tok
-    return record, None, "none (dropped: too long for max_len, or left out by --mix)", model, tok
+                return record, ex, split, model, tok, data
+    return record, None, "none (dropped: too long for max_len, or left out by --mix)", model, tok, data
+
+
+def engagement_line(record: dict, train: list[dict]) -> str:
+    """The record's engagement as the weights and the condition read it: raw, and relative to its author."""
+    raw, relative = engagement(record), EngagementSignal.fit(train, "linear", "relative")
+    if raw is None:
+        return "engagement: none recorded (the record weighs like a typical one)"
+    return (f"engagement: raw {raw} likes + comments | relative {(1 + raw) / relative.usual(record):.2f}x the usual "
+            f"of its author ({record.get('author') or 'unknown'}: {relative.usual(record):.0f}) | "
+            f"as --engagement relative counts it: {relative(record) - 1:.0f}")
 
 
 @torch.no_grad()
@@ -189,15 +201,18 @@ def main(argv=None) -> int:
     cfg.data = args.data or cfg.data
     index = None if args.id is not None else (args.index or 0)
     try:
-        record, ex, split, model, tok = load_example(cfg, index, args.id, ckpt)
+        record, ex, split, model, tok, data = load_example(cfg, index, args.id, ckpt)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    prompt = render_prompt(cfg.template, record["instruction"])
+    bucket = data.split.buckets.get(record["id"]) if split == "train" and data.split.condition and \
+        data.split.condition.keeps_line(record["id"]) else None
+    prompt = render_prompt(cfg.template, with_bucket(record["instruction"], bucket))
     header = [f"record {record['id']} of {cfg.data} | split: {split} | template {cfg.template} | "
-              f"weights {cfg.weights}" + (f" | model {args.model}" if ckpt else " | tiny tokenizer (no model)"),
+              f"weights {weight_scheme(cfg)}" + (f" | model {args.model}" if ckpt else " | tiny tokenizer (no model)"),
               f"prompt:   {prompt!r}",
-              f"response: {record['response']!r}  (likes {record.get('likes')}, comments {record.get('comments')})"]
+              f"response: {record['response']!r}  (likes {record.get('likes')}, comments {record.get('comments')})",
+              engagement_line(record, data.split.train)]
     if ex is None:
         print("\n".join(header + [f"no example: {split}"]))
         return 1

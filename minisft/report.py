@@ -63,10 +63,37 @@ def load_run(run_dir) -> dict:
     final = {}
     for row in history:  # the last value of each validation metric
         final.update({k: v for k, v in row.items() if k.startswith("val/")})
-    eval_path = run_dir / "eval.json"
+    eval_path, samples_path = run_dir / "eval.json", run_dir / "eval_samples.jsonl"
     evaluation = json.loads(eval_path.read_text()).get("metrics", {}) if eval_path.is_file() else {}
     return {"name": config.get("name") or run_dir.name, "dir": str(run_dir), "config": config, "history": history,
-            "final": final, "eval": evaluation}
+            "final": final, "eval": evaluation, "per_prompt": per_prompt_likes(samples_path)}
+
+
+def per_prompt_likes(samples_path: Path) -> dict[str, float]:
+    """Record id -> the mean expected likes of the tweets generated for that prompt (eval_samples.jsonl)."""
+    if not samples_path.is_file():
+        return {}
+    likes = {}
+    for row in read_jsonl(samples_path):
+        if row.get("expected_likes") is not None:
+            likes.setdefault(row["id"], []).append(row["expected_likes"])
+    return {i: statistics.fmean(xs) for i, xs in likes.items()}
+
+
+def win_rate(run: dict, baseline: dict) -> float | None:
+    """Share of the prompts both runs were evaluated on where this run's tweets have higher expected likes than
+    the baseline's (a tie counts half). A mean can rise through a few prompts; a win rate says how many."""
+    shared = run["per_prompt"].keys() & baseline["per_prompt"].keys()
+    if not shared:
+        return None
+    a, b = run["per_prompt"], baseline["per_prompt"]
+    return sum(1.0 if a[i] > b[i] else 0.5 if a[i] == b[i] else 0.0 for i in shared) / len(shared)
+
+
+def baseline_for(run: dict, baselines: list[dict]) -> dict:
+    """The baseline run with the same seed as `run`, when there is one; else the first."""
+    same_seed = [b for b in baselines if b["config"].get(SEED_KEY) == run["config"].get(SEED_KEY)]
+    return (same_seed or baselines)[0]
 
 
 def differing_keys(configs: list[dict], ignore=IGNORED_KEYS) -> list[str]:
@@ -83,13 +110,16 @@ def metric_values(run: dict) -> dict:
     return values
 
 
+def seedless(config: dict) -> str:
+    """A config without its seed and bookkeeping keys: equal for runs that differ only by --seed."""
+    return json.dumps({k: v for k, v in config.items() if k not in IGNORED_KEYS + (SEED_KEY,)}, sort_keys=True)
+
+
 def group_by_seed(runs: list[dict]) -> list[list[dict]]:
     """Runs whose configs are equal except for the seed (and bookkeeping keys), in first-seen order."""
     groups: dict[str, list[dict]] = {}
     for run in runs:
-        key = json.dumps({k: v for k, v in run["config"].items() if k not in IGNORED_KEYS + (SEED_KEY,)},
-                         sort_keys=True)
-        groups.setdefault(key, []).append(run)
+        groups.setdefault(seedless(run["config"]), []).append(run)
     return list(groups.values())
 
 
@@ -123,8 +153,9 @@ def _mean_std(values: list) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def markdown_table(runs: list[dict], group_seeds: bool = False) -> str:
-    """One row per run (or per seed group): the differing config keys, then the metrics."""
+def markdown_table(runs: list[dict], group_seeds: bool = False, baselines: list[dict] | None = None) -> str:
+    """One row per run (or per seed group): the differing config keys, then the metrics; with baselines, each run's
+    per-prompt win rate against the baseline run of its seed."""
     if group_seeds:
         groups = group_by_seed(runs)
         keys = differing_keys([g[0]["config"] for g in groups], ignore=IGNORED_KEYS + (SEED_KEY,))
@@ -133,6 +164,8 @@ def markdown_table(runs: list[dict], group_seeds: bool = False) -> str:
         keys = differing_keys([r["config"] for r in runs])
     metric_cols = [c for c, *_ in LOSS_COLUMNS + EVAL_COLUMNS if any(metric_values(r)[c] is not None for r in runs)]
     header = ["run"] + (["seeds"] if group_seeds else []) + keys + metric_cols
+    if baselines:
+        header.append(f"win rate vs {baselines[0]['name']}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group in groups:
         cells = [group_label(group)]
@@ -140,6 +173,8 @@ def markdown_table(runs: list[dict], group_seeds: bool = False) -> str:
             cells.append(",".join(str(r["config"].get(SEED_KEY)) for r in group))
         cells += [_config_cell(group[0]["config"].get(k)) for k in keys]
         cells += [_mean_std([metric_values(r)[c] for r in group]) for c in metric_cols]
+        if baselines:
+            cells.append(_mean_std([win_rate(r, baseline_for(r, baselines)) for r in group]))
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -206,10 +241,12 @@ def plot(runs: list[dict], path: Path, group_seeds: bool = False) -> Path:
 
 # ------------------------------------------------------------------------------------------------------ CLI
 
-def report(run_dirs, out=None, group_seeds: bool = False) -> tuple[str, Path, Path]:
+def report(run_dirs, out=None, group_seeds: bool = False, baseline=None) -> tuple[str, Path, Path]:
     """Read the runs, write out/report.md and out/report.png; returns (markdown, md path, png path).
 
     Folders that are not runs (no run_config.json, e.g. the report folder itself under runs/*) are skipped.
+    baseline: a run folder; with --group-seeds, the runs with its config (any seed) are the baselines, and each
+    run is compared with the one of its own seed.
     """
     runs, skipped = [], []
     for d in run_dirs:
@@ -222,7 +259,13 @@ def report(run_dirs, out=None, group_seeds: bool = False) -> tuple[str, Path, Pa
     if not runs:
         raise ReportError("no run folder given (a run folder holds run_config.json and metrics.jsonl)")
     out = Path(out) if out else Path(runs[0]["dir"]).parent / "report"
-    table = markdown_table(runs, group_seeds)
+    baselines = None
+    if baseline is not None:
+        base = load_run(baseline)
+        key = seedless(base["config"])
+        baselines = [r for r in runs if seedless(r["config"]) == key] if group_seeds else [base]
+        baselines = baselines or [base]
+    table = markdown_table(runs, group_seeds, baselines)
     md = f"# Run comparison\n\n{table}\n![loss curves and evaluation metrics](report.png)\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(md)
@@ -236,9 +279,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None, help="folder for report.md and report.png (default: <runs>/report)")
     p.add_argument("--group-seeds", action="store_true",
                    help="one row per config: runs that differ only by --seed as mean ± std")
+    p.add_argument("--baseline", default=None,
+                   help="a run folder: add each run's per-prompt win rate of expected likes against it (with "
+                        "--group-seeds, against the run of the same seed in the baseline's group)")
     args = p.parse_args(argv)
     try:
-        md, md_path, png = report(args.runs, args.out, args.group_seeds)
+        md, md_path, png = report(args.runs, args.out, args.group_seeds, args.baseline)
     except (ReportError, OSError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

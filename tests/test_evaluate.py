@@ -40,6 +40,13 @@ def test_cli_writes_every_metric_in_range(run, capsys):
     assert result["engagement_scorer"] == "oracle" and result["settings"]["k"] == 2
     for key in SHARES:
         assert 0.0 <= m[f"eval/{key}"] <= 1.0, key
+        if key != "ended":  # every tweet metric has its human value beside it (humans always "end")
+            assert 0.0 <= m[f"eval/human_{key}"] <= 1.0, key
+    for key in ("hook_share", "emoji_per_tweet", "mean_chars", "expected_likes_mean"):
+        assert m[f"eval/{key}"] is not None and m[f"eval/human_{key}"] is not None, key
+    assert m["eval/expected_likes_ci_low"] <= m["eval/expected_likes_mean"] <= m["eval/expected_likes_ci_high"]
+    assert m["eval/likes_vs_human"] == pytest.approx(m["eval/expected_likes_mean"] /
+                                                     m["eval/human_expected_likes_mean"])
     assert m["eval/tweets"] == 12
     assert m["val/loss"] > 0 and m["val/ppl"] > 1
     assert m["eval/expected_likes_mean"] > 0 and m["eval/expected_likes_median"] > 0

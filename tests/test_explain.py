@@ -60,7 +60,7 @@ def tiny_cfg(data_file, **kw):
 
 @pytest.mark.parametrize("index", [0, 3])  # 3 has no metrics: it takes the training median weight
 def test_known_record_has_the_right_targets_and_weights(data_file, index):
-    record, ex, split, _, tok = explain.load_example(tiny_cfg(data_file, weights="log"), index)
+    record, ex, split, _, tok, _ = explain.load_example(tiny_cfg(data_file, weights="log"), index)
     records, _ = load_records(data_file)
     assert record == records[index]
     prompt = render_prompt("plain", record["instruction"])
@@ -86,7 +86,7 @@ def test_known_record_has_the_right_targets_and_weights(data_file, index):
 
 
 def test_mask_off_and_weights_off_are_the_training_switches(data_file):
-    _, ex, _, _, tok = explain.load_example(tiny_cfg(data_file, weights="none", train_on_prompt=True), 0)
+    _, ex, _, _, tok, _ = explain.load_example(tiny_cfg(data_file, weights="none", train_on_prompt=True), 0)
     rows = explain.explain_rows(tok, ex)
     assert all(r["target"] for r in rows)
     assert {r["weight"] for r in rows} == {1.0}
@@ -110,7 +110,7 @@ def test_trained_run_shows_each_target_tokens_loss(trained_run, data_file, capsy
 
     cfg = TrainConfig.load(trained_run / "run_config.json")
     from minisft.runs import checkpoint_folder
-    record, ex, _, model, tok = explain.load_example(cfg, 1, ckpt=checkpoint_folder(trained_run))
+    record, ex, _, model, tok, _ = explain.load_example(cfg, 1, ckpt=checkpoint_folder(trained_run))
     losses, sums = explain.token_losses(model, tok, ex)
     rows = explain.explain_rows(tok, ex, losses)
     targets = [r for r in rows if r["target"]]

@@ -87,3 +87,20 @@ def test_text_quality_puts_it_together():
     assert text_quality(texts, [None] * 3)["novelty"] is None
     with pytest.raises(ValueError):
         text_quality(texts, ["python"])
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_prompts():
+    import random as _random
+
+    from minisft.tweets.metrics import bootstrap_interval
+
+    rng = _random.Random(0)
+    few = [[rng.gauss(100, 30) for _ in range(4)] for _ in range(10)]
+    many = few + [[rng.gauss(100, 30) for _ in range(4)] for _ in range(190)]
+    mean = lambda groups: sum(sum(g) / len(g) for g in groups) / len(groups)  # noqa: E731
+    lo, hi = bootstrap_interval(few)
+    assert lo < mean(few) < hi
+    lo2, hi2 = bootstrap_interval(many)
+    assert hi2 - lo2 < (hi - lo) / 2 and lo2 < 100 < hi2
+    assert bootstrap_interval(few) == bootstrap_interval(few)  # seeded: the same report twice
+    assert bootstrap_interval([]) is None

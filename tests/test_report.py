@@ -88,3 +88,18 @@ def test_cli_skips_non_runs_and_fails_clearly_without_runs(tmp_path, capsys):
     assert "| rank |" in out.out.replace("  ", " ") and "not-a-run" in out.err
     assert main([str(tmp_path / "not-a-run")]) == 1
     assert "no run folder" in capsys.readouterr().err
+
+
+def test_baseline_adds_the_per_prompt_win_rate(tmp_path):
+    def samples(run, likes):
+        with open(run / "eval_samples.jsonl", "w") as f:
+            for i, x in enumerate(likes):
+                f.write(json.dumps({"id": f"p{i}", "expected_likes": x}) + "\n")
+
+    base, better = make_run(tmp_path, "base", 2.0, likes=100.0), make_run(tmp_path, "better", 2.0, likes=150.0)
+    samples(base, [10, 10, 10, 10])
+    samples(better, [20, 5, 10, 30])  # wins 2, loses 1, ties 1 -> (2 + 0.5) / 4
+    md, _, _ = report([base, better], tmp_path / "out", baseline=base)
+    header, _, base_row, better_row = md.split("\n\n")[1].splitlines()[:4]
+    assert header.endswith("| win rate vs base |")
+    assert better_row.endswith("| 0.625 |") and base_row.endswith("| 0.500 |")
