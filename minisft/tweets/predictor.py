@@ -5,9 +5,11 @@ For your own tweets nobody knows, so evaluation fits this predictor on the TRAIN
 tweets with it. Its held-out R^2 on the validation split is always reported next to its predictions: near 0 means
 the features explain little of your likes, and the "expected likes" of generated tweets then mean little too.
 
-    target    log1p(likes): likes are heavy-tailed, so a few viral tweets would otherwise decide every coefficient
+    target    log1p(likes) by default (judges.py asks for log likes relative to the author's usual): likes are
+              heavy-tailed, so a few viral tweets would otherwise decide every coefficient
     features  length, words, line breaks, "?", digits, emoji, hashtags, mentions, links, hook words, a short
-              first line, and the topic (one-hot over topics.TOPICS)
+              first line, length and emoji squared (so a sweet spot can be learned), the topic (one-hot over
+              topics.TOPICS) and the style guessed from the text (one-hot over topics.STYLES)
     model     ridge regression, closed form in numpy, on features standardised with the training mean and std; its
               penalty chosen by exact leave-one-out error (loo_alpha)
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minisft.tweets.topics import TOPICS, guess_topic
+from minisft.tweets.topics import STYLES, TOPICS, guess_style, guess_topic
 
 MIN_RECORDS = 20  # fewer training tweets with likes than this and the fit is noise
 HOOK_WORDS = ("hot take", "unpopular opinion", "thread", "here's", "how to", "stop", "nobody", "til", "pro tip",
@@ -30,8 +32,8 @@ HOOK_WORDS = ("hot take", "unpopular opinion", "thread", "here's", "how to", "st
 _HOOK_RE = re.compile(r"(?<![a-z0-9])(?:" + "|".join(re.escape(w) for w in HOOK_WORDS) + r")(?![a-z0-9])")
 _TOPIC_KEYS = tuple(TOPICS)
 BASE_FEATURES = ("chars", "words", "line_breaks", "question", "digits", "emoji", "hashtags", "mentions", "links",
-                 "hook_words", "short_first_line")
-FEATURE_NAMES = BASE_FEATURES + tuple(f"topic={t}" for t in _TOPIC_KEYS)
+                 "hook_words", "short_first_line", "chars^2", "emoji^2")
+FEATURE_NAMES = BASE_FEATURES + tuple(f"topic={t}" for t in _TOPIC_KEYS) + tuple(f"style={s}" for s in STYLES)
 
 
 class PredictorError(ValueError):
@@ -58,10 +60,12 @@ def features(text: str, topic: str | None = None) -> np.ndarray:
         len(re.findall(r"https?://\S+", text)),
         len(_HOOK_RE.findall(low)),
         "\n" in text.strip() and len(first_line) <= 60,
+        (len(text) / 100) ** 2,  # squares let a linear model find a sweet spot: too short and too long both lose
+        _emoji(text) ** 2,
     ]
     topic = topic if topic in TOPICS else guess_topic(text)
-    one_hot = [t == topic for t in _TOPIC_KEYS]
-    return np.array(base + one_hot, dtype=np.float64)
+    style = guess_style(text)
+    return np.array(base + [t == topic for t in _TOPIC_KEYS] + [s == style for s in STYLES], dtype=np.float64)
 
 
 def feature_matrix(texts: list[str], topics: list[str | None]) -> np.ndarray:
