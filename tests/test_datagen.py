@@ -146,8 +146,9 @@ def _word_counts(text: str) -> Counter:
 def test_author_voices_are_recognisable(shipped):
     # A nearest-centroid classifier on tf-idf word and word-pair counts, fit on the training split, names the author
     # of held-out tweets by the viral and diverse accounts with >= 20 training tweets (the own source is one account:
-    # its voice is the source test above). Always guessing the busiest of them is right ~5% of the time, a uniform
-    # guess ~1%; the shipped set scores ~0.44. 0.3 and 5x the busiest-author guess leave room for reseeding.
+    # its voice is the source test above). Always guessing the busiest of them is right 6% of the time, a uniform
+    # guess 1%; the classifier gets 0.50 (over seeds 1 and 2: 0.45 and 0.42, against 7% and 9%). 0.3 and 4x the
+    # busiest-author guess leave room for a reseed, and no set of voices nobody could tell apart passes them.
     train, val = split_records(shipped, val_fraction=0.05, seed=0)
     counts = Counter(r["author"] for r in train if r["source"] != "own")
     authors = sorted(a for a, n in counts.items() if n >= 20)
@@ -173,7 +174,7 @@ def test_author_voices_are_recognisable(shipped):
     accuracy = sum(guess(r["response"]) == r["author"] for r in held_out) / len(held_out)
     busiest = Counter(r["author"] for r in held_out).most_common(1)[0][1] / len(held_out)
     assert len(authors) >= 50 and len(held_out) >= 150
-    assert accuracy >= 0.3 and accuracy >= 5 * busiest
+    assert accuracy >= 0.3 and accuracy >= 4 * busiest
 
 
 # ---- the authors and the oracle's audience ----

@@ -66,8 +66,8 @@ from minisft.tweets.topics import STYLES, TOPICS, guess_style, guess_topic, inst
 #   claims    opinions for hot takes                             questions  open questions
 #   habits    gerunds to laugh about                             wins   past-tense results, may hold {numbers}
 #   tags      hashtags; the first one is a keyword of the topic, so it can be appended to any tweet
-# Shared heads and tails ("honestly, ...", "... in prod") sometimes wrap a part; any string may hold choices "{a|b}"
-# (one is picked per tweet; "{a|}" = a or nothing): people rarely say a thing twice in the same words.
+# Shared tails ("... in prod", "..., full stop") sometimes end a part; any string may hold choices "{a|b}" (one is
+# picked per tweet; "{a|}" = a or nothing): people rarely say a thing twice in the same words.
 PARTS = json.loads((Path(__file__).with_name("parts.json")).read_text(encoding="utf-8"))
 
 SOURCES = ("own", "viral", "diverse")
@@ -255,9 +255,7 @@ def _fill(template: str, topic: str, year: int, rng: random.Random) -> str:
                 pct=rng.randrange(15, 95, 5), mins=rng.randint(8, 55), secs=rng.randint(3, 40),
                 small=rng.randint(2, 9), day=rng.choice(PARTS["weekdays"]), year=rng.randint(2012, year - 2), yr=year)
 
-    def pick(part: str, kind: str | None = None) -> str:  # choices made, numbers in, half the time a head, a tail
-        if kind in PARTS["heads"] and rng.random() < 0.5:
-            part = rng.choice(PARTS["heads"][kind]) + part
+    def pick(part: str, kind: str | None = None) -> str:  # choices made, numbers in, half the time a shared tail
         if kind in PARTS["tails"] and rng.random() < 0.5:
             part += rng.choice(PARTS["tails"][kind])
         return _choose(part, rng).format(**nums)
@@ -300,22 +298,21 @@ def _habits(text: str, a: Author, rng: random.Random) -> str:
 
 
 def _voice(body: str, topic: str, style: str, a: Author, rng: random.Random) -> str:
-    """Dress the body in its author's voice: hook or opener, line breaks, emoji, words, sign-off, hashtags, casing."""
-    if a.source == "viral":
-        if style != "thread_hook" and rng.random() < a.rates["opener"]:
-            hook = _choose(rng.choice(a.openers), rng).format(years=rng.randint(2, 12), pct=rng.randrange(60, 95, 5))
-            body = (hook.upper() if a.shout else hook) + "\n\n" + body
+    """Dress the body in its author's voice: line breaks, emoji, its words, opener or hook, sign-off, hashtags."""
+    viral = a.source == "viral"
+    if viral:
         if rng.random() < a.rates["lines"]:
-            body = re.sub(r"\. (?=[A-Z])", ".\n\n", body)  # one sentence per line
+            body = re.sub(r"(?<=[a-z)])\. (?=[A-Z])", ".\n\n", body)  # one sentence per line
         body = _add_emoji(body, style, rng.choice((1, 1, 2, 2, 3)), a, rng)
     else:
-        if style != "humor" and rng.random() < a.rates["opener"]:
-            body = _choose(rng.choice(a.openers), rng) + " " + body
         if rng.random() > a.rates["lines"]:
             body = re.sub(r"\s*\n+\s*", " ", body)  # everything on one line
         if rng.random() < a.rates["emoji"]:
             body = _add_emoji(body, style, 1, a, rng)
-    body = _habits(body, a, rng)
+    body = _habits(body, a, rng)  # its own phrases below are added as it always writes them
+    if style != ("thread_hook" if viral else "humor") and rng.random() < a.rates["opener"]:
+        opener = _choose(rng.choice(a.openers), rng).format(years=rng.randint(2, 12), pct=rng.randrange(60, 95, 5))
+        body = (opener.upper() if a.shout else opener) + ("\n\n" if viral else " ") + body
     if rng.random() < a.rates["signoff"]:
         body += rng.choice((" ", "\n\n")) + _choose(rng.choice(a.signoffs), rng)
     if rng.random() < a.rates["hashtag"]:  # the topic's tag, sometimes a general one
