@@ -127,17 +127,20 @@ def _account(name: str, source: str, aud: float, fans: list[str], rng: random.Ra
     openers = rng.sample(PARTS["hooks"] if viral else PARTS["lead_ins"][source], 4 if viral else 2)
     rates = dict(focus=u(0.25, 0.55), opener=0.5 if viral else u(0.15, 0.5), signoff=u(0.2, 0.6), emoji=u(0.1, 0.45),
                  lines=u(0.3, 0.7), hashtag=u(0.1, 0.5) if viral else u(0.35, 0.85), words=0.6)
-    return Author(name, source, float(round(aud)), math.exp(rng.gauss(0, ACTIVITY_SIGMA)), tuple(dict.fromkeys(fans)),
-                  tuple(openers), tuple(rng.sample(PARTS["closers"][source], 2)),
-                  tuple(rng.sample(PARTS["author_emoji"], 3)), _idiolect(rng),
-                  rng.choice((".", ".", "", "!", "...")), rng.random() < 0.3, viral and rng.random() < 0.25, rates)
+    return Author(name, source, float(round(aud)), activity=math.exp(rng.gauss(0, ACTIVITY_SIGMA)),
+                  topics=tuple(dict.fromkeys(fans)), openers=tuple(openers),
+                  signoffs=tuple(rng.sample(PARTS["closers"][source], 2)),
+                  emoji=tuple(rng.sample(PARTS["author_emoji"], 3)), words=_idiolect(rng),
+                  ending=rng.choice((".", ".", "", "!", "...")), lower_tags=rng.random() < 0.3,
+                  shout=viral and rng.random() < 0.25, rates=rates)
 
 
 def _roster() -> dict[str, Author]:
     rng = random.Random(ROSTER_SEED)  # private: the roster never depends on --seed
-    me = Author("me", "own", AUDIENCE["own"], 1.0, OWN_TOPICS, tuple(PARTS["lead_ins"]["own"]),
-                tuple(PARTS["closers"]["own"]), (), _idiolect(rng), "", True, False,
-                dict(focus=0.7, opener=0.35, signoff=0.3, emoji=0.25, lines=0.6, hashtag=0.08, words=0.4))
+    me = Author("me", "own", AUDIENCE["own"], 1.0, topics=OWN_TOPICS, openers=tuple(PARTS["lead_ins"]["own"]),
+                signoffs=tuple(PARTS["closers"]["own"]), emoji=(), words=_idiolect(rng), ending="", lower_tags=True,
+                shout=False, rates=dict(focus=0.7, opener=0.35, signoff=0.3, emoji=0.25, lines=0.6, hashtag=0.08,
+                                        words=0.4))
     roster, deck = {"me": me}, []
     for source, n in ROSTER_SIZE.items():
         # audiences at the quantiles of a lognormal around the source's median: the median account is exactly it
