@@ -1,6 +1,7 @@
 """The synthetic tweet set: determinism, realism bars, the shipped file, and the engagement oracle."""
 
 import json
+import math
 import statistics
 from collections import Counter
 from datetime import datetime
@@ -9,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from minisft.records import split_records
 from minisft.tweets import datagen
-from minisft.tweets.datagen import PARTS, comment_rate, expected_engagement, generate_records, text_features, to_jsonl
+from minisft.tweets.datagen import (AUDIENCE, PARTS, ROSTER, audience, comment_rate, expected_engagement,
+                                    generate_records, text_features, to_jsonl, wording_lift)
+from minisft.tweets.metrics import CopyDetector
 from minisft.tweets.topics import STYLES, TOPICS, guess_style, guess_topic, topic_mentioned
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "tweets.jsonl"
-KEYS = ["id", "instruction", "response", "likes", "comments", "impressions", "topic", "style", "source",
+KEYS = ["id", "instruction", "response", "likes", "comments", "impressions", "topic", "style", "source", "author",
         "created_at"]
 
 
@@ -54,6 +58,7 @@ def test_schema_ids_and_dates(sample):
         assert list(r) == KEYS
         assert r["id"] == f"syn-{i:06d}"
         assert r["topic"] in TOPICS and r["style"] in STYLES and r["source"] in datagen.SOURCES
+        assert ROSTER[r["author"]].source == r["source"]  # every author is a roster account of its source
         assert all(isinstance(r[k], int) for k in ("likes", "comments", "impressions"))
         assert isinstance(r["instruction"], str) and r["instruction"]
         when = datetime.strptime(r["created_at"], "%Y-%m-%dT%H:%M:%SZ")
@@ -125,6 +130,86 @@ def test_every_combination_composes_on_topic_within_280_chars():
                 assert len(text) <= 280 and guess_topic(text) == topic
 
 
+def test_held_out_tweets_are_mostly_not_copied(shipped):
+    # Real phrase variety: at least half of the held-out tweets share no 8-word run with the training split. Fixed
+    # templates and sentences repeated verbatim would let a model score well by copying (metrics.CopyDetector). The
+    # shipped set: 39% copied (other seeds 37-39%); before authors and "{a|b}" choices it was 93%.
+    train, val = split_records(shipped, val_fraction=0.05, seed=0)
+    copies = CopyDetector(r["response"] for r in train)
+    assert sum(copies.is_copied(r["response"]) for r in val) / len(val) <= 0.5
+
+
+def _word_counts(text: str) -> Counter:
+    words = text.split()  # case kept: casing is part of a voice
+    return Counter(words + [" ".join(pair) for pair in zip(words, words[1:])])
+
+
+def test_author_voices_are_recognisable(shipped):
+    # A nearest-centroid classifier on tf-idf word and word-pair counts, fit on the training split, names the author
+    # of held-out tweets by the viral and diverse accounts with >= 20 training tweets (the own source is one account:
+    # its voice is the source test above). Always guessing the busiest of them is right 6% of the time, a uniform
+    # guess 1%; the classifier gets 0.50 (over seeds 1 and 2: 0.45 and 0.42, against 7% and 9%). 0.3 and 4x the
+    # busiest-author guess leave room for a reseed, and no set of voices nobody could tell apart passes them.
+    train, val = split_records(shipped, val_fraction=0.05, seed=0)
+    counts = Counter(r["author"] for r in train if r["source"] != "own")
+    authors = sorted(a for a, n in counts.items() if n >= 20)
+    df = Counter(f for r in train for f in _word_counts(r["response"]))
+    idf = {f: math.log(len(train) / n) for f, n in df.items()}
+
+    def unit(text):
+        v = {f: c * idf.get(f, math.log(len(train))) for f, c in _word_counts(text).items()}
+        norm = math.sqrt(sum(x * x for x in v.values()))
+        return {f: x / norm for f, x in v.items()}
+
+    centroids = {a: Counter() for a in authors}
+    for r in train:
+        if r["author"] in centroids:
+            centroids[r["author"]].update(unit(r["response"]))
+    norms = {a: math.sqrt(sum(x * x for x in c.values())) for a, c in centroids.items()}
+    held_out = [r for r in val if r["author"] in centroids]
+
+    def guess(text):
+        v = unit(text)
+        return max(authors, key=lambda a: sum(x * centroids[a][f] for f, x in v.items()) / norms[a])
+
+    accuracy = sum(guess(r["response"]) == r["author"] for r in held_out) / len(held_out)
+    busiest = Counter(r["author"] for r in held_out).most_common(1)[0][1] / len(held_out)
+    assert len(authors) >= 50 and len(held_out) >= 150
+    assert accuracy >= 0.3 and accuracy >= 4 * busiest
+
+
+# ---- the authors and the oracle's audience ----
+def test_roster_is_fixed_and_spread_like_real_accounts(shipped):
+    assert datagen._roster() == ROSTER  # its own seed: the same roster for every --seed
+    for source, (n, low, high) in {"own": (1, 25, 25), "viral": (40, 100, 3500), "diverse": (300, 10, 600)}.items():
+        accounts = datagen.AUTHORS[source]
+        audiences = sorted(a.audience for a in accounts)
+        assert len(accounts) == n and low <= audiences[0] and audiences[-1] <= high, source
+        assert statistics.median(audiences) == pytest.approx(AUDIENCE[source], rel=0.05), source
+        assert audiences[-1] >= 10 * audiences[0] or n == 1, source  # a realistic range, not one size
+    assert [a.name for a in datagen.AUTHORS["own"]] == ["me"]
+    posts = Counter(r["author"] for r in shipped)
+    for source in ("viral", "diverse"):
+        counts = sorted(posts[a.name] for a in datagen.AUTHORS[source])
+        assert counts[-1] >= 3 * statistics.median(counts), source  # some accounts post far more than others
+
+
+def test_oracle_is_audience_times_wording_lift(shipped):
+    for r in shipped[:200]:
+        args = (r["response"], r["topic"], r["style"])
+        assert expected_engagement(*args, r["source"], r["author"]) == pytest.approx(
+            audience(r["author"], r["source"]) * wording_lift(*args))
+        assert audience(r["author"], r["source"]) == ROSTER[r["author"]].audience
+    viral = datagen.AUTHORS["viral"][0].name
+    assert audience(None, "viral") == audience("someone_real", "viral") == AUDIENCE["viral"]
+    assert audience(viral, "diverse") == AUDIENCE["diverse"]  # a name of another source is not that account
+    assert expected_engagement(BODY, "python", "tip", "own") == AUDIENCE["own"] * wording_lift(BODY, "python", "tip")
+    with pytest.raises(ValueError, match="unknown source 'tiktok'"):
+        audience("me", "tiktok")
+    with pytest.raises(ValueError, match="unknown topic"):
+        wording_lift(BODY, topic="cooking")
+
+
 # ---- engagement ----
 def test_engagement_is_heavy_tailed_and_consistent(sample):
     likes = np.array([r["likes"] for r in sample])
@@ -135,7 +220,8 @@ def test_engagement_is_heavy_tailed_and_consistent(sample):
 
 
 def test_sampled_likes_follow_the_oracle(sample):
-    oracle = np.array([expected_engagement(r["response"], r["topic"], r["style"], r["source"]) for r in sample])
+    oracle = np.array([expected_engagement(r["response"], r["topic"], r["style"], r["source"], r["author"])
+                       for r in sample])
     likes = np.array([r["likes"] for r in sample])
     rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
     assert np.corrcoef(rank(oracle), rank(likes))[0, 1] > 0.6  # a learnable signal

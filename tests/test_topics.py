@@ -15,6 +15,8 @@ def test_vocabulary_sizes_and_keywords_are_lowercase():
         assert words and all(w == w.lower() and w.strip() == w for w in words), topic
     assert topics.GENERAL_TOPIC in TOPICS and topics.DEFAULT_STYLE in STYLES
     assert set(topics.TOPIC_NAMES) == set(TOPICS) and set(topics.STYLE_MARKERS) == set(STYLES)
+    assert "debugging" in TOPICS and list(TOPICS)[-1] == topics.GENERAL_TOPIC  # the catch-all comes last
+    assert not set(TOPICS["debugging"]) & set(TOPICS[topics.GENERAL_TOPIC])  # "bug" moved out of the catch-all
 
 
 def _phrasing(instruction, topic):
@@ -60,6 +62,11 @@ def test_instruction_for_phrases_your_own_topics_and_styles():
     ("negotiate your job offer, always", "career"),
     ("git rebase -i saved my commit history", "git"),
     ("shipping my first SwiftUI screen to the App Store", "mobile"),
+    ("Write a witty tweet about debugging", "debugging"),  # the README's showcase prompt has a topic of its own
+    ("three hours in the debugger and the stack trace still makes no sense", "debugging"),
+    ("found the bug with one print statement lol", "debugging"),
+    ("a flaky test hid a real bug", "testing"),  # a tie goes to the more specific technology
+    ("code review at 5pm on a Friday", topics.GENERAL_TOPIC),
     ("Friday deploy, wish me luck", topics.GENERAL_TOPIC),
     ("", topics.GENERAL_TOPIC),
 ])

@@ -68,10 +68,13 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "data_engineering": ("data engineering", "data pipeline", "etl", "airflow", "spark", "dbt",
                          "data warehouse", "snowflake", "bigquery", "parquet", "data lake", "modern data stack",
                          "dataengineering"),
+    # Last of the specific topics, so a tie ("a flaky test hid a bug") goes to the more specific technology.
+    "debugging": ("debugging", "debug", "debugger", "bug", "breakpoint", "stack trace", "stacktrace", "traceback",
+                  "print statement", "printf", "rubber duck", "heisenbug", "repro", "segfault", "core dump",
+                  "root cause", "log line", "bug report", "bughunting"),
     # The catch-all: chosen only when no specific topic has a keyword hit (see guess_topic).
-    "dev_life": ("developer", "coding", "programmer", "programming", "debugging", "bug",
-                 "stack overflow", "works on my machine", "code review", "side project", "tech twitter",
-                 "software engineer", "coworker", "standup"),
+    "dev_life": ("developer", "coding", "programmer", "programming", "stack overflow", "works on my machine",
+                 "code review", "side project", "tech twitter", "software engineer", "coworker", "standup"),
 }
 GENERAL_TOPIC = "dev_life"
 
@@ -84,7 +87,7 @@ TOPIC_NAMES: dict[str, str] = {
     "career": "tech careers", "startups": "startups", "productivity": "developer productivity",
     "linux": "Linux and the command line", "apis": "APIs", "performance": "performance",
     "system_design": "system design", "mobile": "mobile development",
-    "data_engineering": "data engineering", "dev_life": "life as a developer",
+    "data_engineering": "data engineering", "debugging": "debugging", "dev_life": "life as a developer",
 }
 
 STYLES: tuple[str, ...] = ("humor", "hot_take", "tip", "question", "story", "thread_hook", "til")
@@ -192,7 +195,7 @@ def guess_topic(text: str) -> str:
     """Keyword vote over the specific topics; ties go to the earlier topic in TOPICS.
 
     The general topic (dev_life) only wins when no specific topic is mentioned, because words like
-    "bug" or "developer" show up in tweets about everything.
+    "developer" or "coding" show up in tweets about everything.
     """
     best, best_hits = GENERAL_TOPIC, 0
     for topic in TOPICS:
