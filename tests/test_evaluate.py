@@ -86,12 +86,14 @@ def test_imported_data_uses_the_fitted_predictor_and_reports_its_r2(run, tmp_pat
     assert result["metrics"]["eval/expected_likes_mean"] >= 0
 
 
-def test_oracle_scores_with_the_asked_topic_and_source():
+def test_oracle_scores_with_the_asked_topic_source_and_author():
     records = generate_records(30, seed=3)
     judge = grader(records[:20], records[20:])
-    r = records[25]
+    r = next(x for x in records[20:] if x["source"] != "own")  # an account with an audience of its own
     assert judge.name == "oracle"
-    assert judge.score("a tweet 🚀", r) == expected_engagement("a tweet 🚀", topic=r["topic"], source=r["source"])
+    assert judge.score("a tweet 🚀", r) == expected_engagement("a tweet 🚀", topic=r["topic"], source=r["source"],
+                                                               author=r["author"])
+    assert judge.score("a tweet 🚀", r) != expected_engagement("a tweet 🚀", topic=r["topic"], source=r["source"])
 
 
 def test_missing_data_file_is_one_clear_error(run, tmp_path, capsys):

@@ -120,7 +120,7 @@ def tiny_setup(data_file, n=None, seed=0):
     records, _ = R.load_records(data_file)
     records = records[:n] if n else records
     model, tok = build_tiny([r["instruction"] + " " + r["response"] for r in records], seed=seed, vocab_size=512)
-    examples, _ = D.encode_records(tok, records, prompt_format("plain"), 96)
+    examples, _ = D.encode_records(tok, records, prompt_format("plain"), 160)  # no example cut: all learnable
     return model, tok, records, examples
 
 
