@@ -37,8 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
+from minisft.config import TrainConfig  # noqa: E402
+from minisft.data import load_split  # noqa: E402
 from minisft.evaluate import evaluate_run  # noqa: E402
 from minisft.report import per_prompt_likes, win_rate  # noqa: E402
+from minisft.tweets import judges  # noqa: E402
+from minisft.tweets.datagen import wording_lift  # noqa: E402
 
 ARMS = {"none": ["--weights", "none"],
         "log": ["--weights", "log"],
@@ -91,6 +97,24 @@ def ratio_interval(arm: list[dict], base: list[dict], resamples: int = 2000) -> 
         boot.append(sum(a[i] for i in pick) / sum(b[i] for i in pick))
     boot.sort()
     return sum(a[i] for i in ids) / sum(b[i] for i in ids), boot[int(0.025 * resamples)], boot[int(0.975 * resamples)]
+
+
+def spearman(a, b) -> float:
+    """Rank correlation (ties broken by order: the values here are continuous)."""
+    ra, rb = (np.argsort(np.argsort(np.asarray(x))) for x in (a, b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def judge_check(data: str | None) -> str:
+    """How well the picker (the learned judge best-of-n uses) reads what the wording earns: its score of each held-out
+    human tweet against the oracle's wording lift of it (datagen.wording_lift, audience left out)."""
+    split = load_split(TrainConfig(data=data) if data else TrainConfig())
+    picker = judges.picker(split.train, split.val)
+    scores = picker.factor([r["response"] for r in split.val], split.val)
+    lifts = [wording_lift(r["response"], r["topic"]) for r in split.val]
+    r2 = picker.predictor.r2(split.val, picker.target)
+    return (f"The picker on the {len(split.val)} held-out human tweets: Spearman {spearman(scores, lifts):.2f} with "
+            f"the oracle's wording lift, R^2 {r2:.2f} on their relative log likes.")
 
 
 def load(run: Path) -> dict:
@@ -154,8 +178,9 @@ def main(argv=None) -> int:
                       key=lambda arm: statistics.fmean(r["m"]["eval/expected_likes_mean"] for r in groups[arm]))
     for arm in (conditioned, "none"):
         groups[f"{arm}-bo{BEST_OF}"] = [load(best_of(runs[arm, s])) for s in seeds]
-    (out / "table.md").write_text(table(groups))
-    print(table(groups))
+    text = table(groups) + "\n" + judge_check(args.data) + "\n"
+    (out / "table.md").write_text(text)
+    print(text)
     print(f"wrote {out / 'table.md'}")
     return 0
 
