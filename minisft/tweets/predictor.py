@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -46,6 +47,13 @@ def _emoji(text: str) -> int:
 
 def features(text: str, topic: str | None = None) -> np.ndarray:
     """One tweet -> its feature vector [len(FEATURE_NAMES)]; topic None (or unknown) -> guessed from the text."""
+    return np.array(_features(text, topic), dtype=np.float64)
+
+
+@lru_cache(maxsize=1 << 16)
+def _features(text: str, topic: str | None) -> tuple:
+    # Cached: cross-fitting (conditioning.py) and the judges fit several predictors on the same tweets, and the
+    # regular expressions and the style and topic guesses are most of the cost.
     low = text.lower()
     first_line = text.strip().split("\n", 1)[0]
     base = [
@@ -65,7 +73,7 @@ def features(text: str, topic: str | None = None) -> np.ndarray:
     ]
     topic = topic if topic in TOPICS else guess_topic(text)
     style = guess_style(text)
-    return np.array(base + [t == topic for t in _TOPIC_KEYS] + [s == style for s in STYLES], dtype=np.float64)
+    return tuple(float(x) for x in base + [t == topic for t in _TOPIC_KEYS] + [s == style for s in STYLES])
 
 
 def feature_matrix(texts: list[str], topics: list[str | None]) -> np.ndarray:
