@@ -3,8 +3,9 @@
     python experiments/engagement.py                      # runs/engagement: 5 trained arms x 3 seeds, 2 best-of-8
     python experiments/engagement.py --out runs/e --seeds 0 --parallel 1    # a smaller look
 
-Every arm is the tiny model trained at the default length of `python train.py --weights log` (3 epochs) and
-evaluated by the same harness (the first 50 held-out instructions x 4 tweets, the oracle as the grader):
+Every arm is the tiny model trained at the default length of `python train.py --weights log` (6 epochs of the
+tiny model) and evaluated by the same harness (the first 50 held-out instructions x 4 tweets, the oracle as the
+grader):
 
   none            --weights none: plain SFT, the baseline
   log             --weights log: weights by raw likes + comments
@@ -46,11 +47,12 @@ from minisft.report import per_prompt_likes, win_rate  # noqa: E402
 from minisft.tweets import judges  # noqa: E402
 from minisft.tweets.datagen import wording_lift  # noqa: E402
 
-ARMS = {"none": ["--weights", "none"],
-        "log": ["--weights", "log"],
-        "log-relative": ["--weights", "log", "--engagement", "relative"],
-        "cond-observed": ["--condition", "observed", "--engagement", "relative"],
-        "cond-predicted": ["--condition", "predicted", "--engagement", "relative"]}
+NONE = ["--condition", "none", "--engagement", "raw"]  # every arm names all three levers: defaults change
+ARMS = {"none": ["--weights", "none", *NONE],
+        "log": ["--weights", "log", *NONE],
+        "log-relative": ["--weights", "log", "--condition", "none", "--engagement", "relative"],
+        "cond-observed": ["--weights", "none", "--condition", "observed", "--engagement", "relative"],
+        "cond-predicted": ["--weights", "none", "--condition", "predicted", "--engagement", "relative"]}
 BEST_OF = 8
 EVAL = dict(num_prompts=50, k=4)
 
@@ -162,7 +164,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--parallel", type=int, default=2, help="training runs at a time (one thread each)")
     p.add_argument("--max-steps", type=int, default=None,
-                   help="shorter runs for a smoke test (default: train.py's default length, 3 epochs)")
+                   help="shorter runs for a smoke test (default: train.py's default length)")
     p.add_argument("--data", default=None, help="another data file (default: train.py's)")
     args = p.parse_args(argv)
     out = Path(args.out)

@@ -52,7 +52,8 @@ class TrainConfig:
     out: str = opt("runs", "folder that holds the run folders")
     name: str | None = opt(None, "run folder name (default: <model>-<weights>-<timestamp>)")
     # how long and how fast
-    epochs: float = opt(3.0, "passes over the training data (fractions allowed)")
+    epochs: float | None = opt(None, "passes over the training data (fractions allowed). Default: 6 for tiny, which "
+                                     "learns from scratch; 3 for a pretrained GPT-2")
     max_steps: int | None = opt(None, "stop after this many optimizer steps (overrides --epochs)")
     batch_size: int = opt(16, "examples per micro-batch (per process)")
     grad_accum: int = opt(1, "micro-batches per optimizer step: the step sees batch_size * grad_accum examples")
@@ -143,7 +144,7 @@ def check(cfg: TrainConfig) -> str | None:
         return "--batch-size and --grad-accum must be at least 1"
     if cfg.lr is not None and cfg.lr <= 0:
         return "--lr must be positive"
-    if cfg.epochs <= 0 and cfg.max_steps is None:
+    if cfg.epochs is not None and cfg.epochs <= 0 and cfg.max_steps is None:
         return "--epochs must be positive (or give --max-steps)"
     if cfg.max_steps is not None and cfg.max_steps < 1:
         return "--max-steps must be at least 1"

@@ -333,3 +333,15 @@ def test_auto_precision_follows_the_models_size_and_the_cpu(data_file, tmp_path,
     monkeypatch.setattr(P, "cpu_has_bf16", lambda: has_bf16)
     assert main(base_args(data_file, tmp_path / "runs", "--max-steps", "1")) == 0
     assert ("(bf16)" if has_bf16 else "(fp32)") in capsys.readouterr().out
+
+
+def test_tiny_trains_six_epochs_by_default_and_the_config_says_so(data_file, tmp_path):
+    args = base_args(data_file, tmp_path, "--name", "d")
+    assert "--max-steps" not in args
+    assert main(args) == 0
+    config = json.loads((tmp_path / "d" / "run_config.json").read_text())
+    assert config["epochs"] == 6.0 and config["lr"] == 2e-3
+    steps = [s for s, _ in losses(tmp_path / "d")]
+    per_epoch = int(json.loads((tmp_path / "d" / "metrics.jsonl").read_text().splitlines()[0])["data/train_examples"]
+                    // 8)  # --batch-size 8 in base_args; a last, smaller step is left out of each epoch
+    assert steps[-1] == 6 * per_epoch
