@@ -19,8 +19,10 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 from minisft.files import atomic_write_text
+from minisft.lora import ADAPTERS_FILE
 from minisft.model import unwrap
 from minisft.pretrained import save_model
 from minisft.runs import POINTER
@@ -43,7 +45,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, template: str, train_state: dict,
-                    keep_last: int = 0, condition: dict | None = None) -> Path:
+                    keep_last: int = 0, condition: dict | None = None, adapters: dict | None = None) -> Path:
     """Write checkpoints/step-<step>/ atomically, point `latest` at it, and prune old ones."""
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
@@ -54,6 +56,8 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, template: str, t
     save_model(unwrap(model), tmp)
     tokenizer.save(tmp)
     save_template(tmp, template, condition)
+    if adapters is not None:  # a LoRA run: model.safetensors has the update merged in; resume needs A and B
+        save_file(adapters, tmp / ADAPTERS_FILE)
     torch.save(train_state, tmp / "state.pt")
     if final.exists():  # saving the same step twice (e.g. a stop right after a scheduled save)
         shutil.rmtree(final)

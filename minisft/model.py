@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
@@ -34,7 +35,6 @@ class GPTConfig:
 
 
 # The four published GPT-2 sizes: (n_layer, n_head, n_embd). All have a 1024 context and 50257 tokens.
-OFFICIAL_CONTEXT = 1024
 OFFICIAL_SHAPES = {
     "gpt2": (12, 12, 768),  # 124M parameters
     "gpt2-medium": (24, 16, 1024),  # 355M
@@ -172,6 +172,7 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.activation_checkpointing = False  # --activation-checkpointing: recompute each block in backward
         # Weight tying: the output projection IS the token embedding (one tensor, two uses), as in GPT-2.
         self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
@@ -222,7 +223,13 @@ class GPT(nn.Module):
         tok = self.transformer.wte(idx) if token_embeddings is None else token_embeddings
         x = self.transformer.drop(tok + self.transformer.wpe(position_ids))
         for i, block in enumerate(self.transformer.h):
-            x = block(x, attn_mask, cache, i)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled() and cache is None:
+                # Keep only the block's input; everything inside it is computed again during backward (same
+                # dropout masks: the random state is restored). Memory: L block inputs + one block's insides,
+                # instead of every block's insides; time: one more forward pass.
+                x = checkpoint(block, x, attn_mask, None, i, use_reentrant=False)
+            else:
+                x = block(x, attn_mask, cache, i)
         if cache is not None:
             cache.advance(T)
         return self.transformer.ln_f(x)

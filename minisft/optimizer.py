@@ -13,7 +13,8 @@ import torch
 
 def make_optimizer(model, lr: float, weight_decay: float, device: torch.device):
     """AdamW, with weight decay on 2-D weight matrices only (not on biases or LayerNorm gains)."""
-    params = list(dict.fromkeys(model.parameters()))  # the tied wte/lm_head tensor appears once
+    # the tied wte/lm_head tensor appears once; frozen weights (a LoRA base) get no optimizer state at all
+    params = [p for p in dict.fromkeys(model.parameters()) if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

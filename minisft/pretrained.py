@@ -20,7 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from minisft.files import atomic_write, atomic_write_text
-from minisft.model import GPT, OFFICIAL_CONTEXT, OFFICIAL_SHAPES, TINY_CONTEXT, GPTConfig, tiny_config, unwrap
+from minisft.lora import plain_state
+from minisft.model import GPT, OFFICIAL_SHAPES, GPTConfig, official_config, tiny_config, unwrap
 from minisft.runs import checkpoint_folder
 from minisft.tokenizer import TOKENIZER_FILE, Tokenizer, train_tokenizer
 
@@ -77,15 +78,9 @@ def resolve(name_or_path: str, revision: str | None = None, weights: bool = True
 
 def _download(repo_id: str, revision: str | None, weights: bool, asked: str) -> Path:
     from huggingface_hub import constants, hf_hub_download
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError,
+                                        OfflineModeIsEnabled, RemoteEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     where = f"{repo_id} (revision {revision or 'main'})"
     try:
@@ -191,15 +186,17 @@ def read_config(folder) -> GPTConfig:
 
 # ---------------------------------------------------------------------------------------------------------- loading
 
-def load_model(name_or_path: str, revision: str | None = None) -> GPT:
-    """Official GPT-2 or a checkpoint folder -> GPT (eval mode, on the CPU, in the file's dtype), lm_head tied."""
+def load_model(name_or_path: str, revision: str | None = None, frozen: tuple[str, ...] = ()) -> GPT:
+    """Official GPT-2 or a checkpoint folder -> GPT (eval mode, on the CPU, in the file's dtype), lm_head tied.
+    `frozen`: names of block linears (lora.TARGETS) read straight into bf16, tensor by tensor, for a LoRA base
+    stored in bf16: gpt2-xl then never holds its 6 GB of float32 weights at once (memory.py plans for 3)."""
     folder = resolve(name_or_path, revision)
     config = read_config(folder)
     # Build on the meta device: shapes only, no memory, no random init. The real tensors are then read one at a
     # time and assigned, so at no point do we hold a random model AND the loaded weights (two full copies).
     with torch.device("meta"):
         model = GPT(config)
-    state = read_weights(folder, model)
+    state = read_weights(folder, model, tuple(f".{t}.{p}" for t in frozen for p in ("weight", "bias")))
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     assert missing == ["lm_head.weight"] and not unexpected, (missing, unexpected)
     # assign=True swapped in new Parameter objects, which silently unties lm_head from wte: tie them again.
@@ -226,7 +223,7 @@ def weight_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_weights(folder: Path, model: GPT) -> dict[str, torch.Tensor]:
+def read_weights(folder: Path, model: GPT, to_bf16: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """Every tensor of the checkpoint, renamed to our parameter names and checked against the (meta) model."""
     expected = {name: p.shape for name, p in model.named_parameters()}  # tied lm_head.weight appears once, as wte
     state, origin, lm_head = {}, {}, None
@@ -253,7 +250,8 @@ def read_weights(folder: Path, model: GPT) -> dict[str, torch.Tensor]:
                 raise CheckpointError(f"{file}: tensor {key!r} has shape {list(tensor.shape)}, but config.json "
                                       f"implies {list(want)} ({_shape_hint(model.config)})")
             # Our own copy (transposed where needed), detached from the memory map, which closes when `tensor` goes.
-            state[name] = tensor.t().contiguous() if conv1d else tensor.clone()
+            state[name] = (tensor.t() if conv1d else tensor).to(torch.bfloat16 if name.endswith(to_bf16) else None,
+                                                                copy=True, memory_format=torch.contiguous_format)
             origin[name] = file
     missing = [n.removeprefix("transformer.") for n in expected if n not in state]
     if missing:
@@ -302,9 +300,10 @@ def _truncation_hint(file: Path) -> str | None:
         size -= 8 + n  # the bytes left for tensor data
         for key, info in header.items():
             if key != "__metadata__" and info["data_offsets"][1] > size:
-                return f"truncated: tensor {key!r} needs data bytes up to {info['data_offsets'][1]}, the file has {size}"
+                end = info["data_offsets"][1]
+                return f"truncated: tensor {key!r} needs data bytes up to {end}, the file has {size}"
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        pass
     return None
 
 
@@ -324,14 +323,13 @@ def save_model(model: GPT, folder) -> None:
     model = unwrap(model)  # no "_orig_mod." (torch.compile) or "module." (DDP) prefix in the saved names
     if model.lm_head.weight is not model.transformer.wte.weight:
         raise ValueError("lm_head is no longer tied to transformer.wte: GPT-2's layout stores one matrix for both")
-    tensors = {}
-    for name, p in model.named_parameters():  # skips the tied lm_head.weight (same Parameter as wte)
-        t = p.detach()
-        tensors[name] = (t.t() if name.endswith(CONV1D_WEIGHTS) else t).to("cpu").contiguous()
+    # plain_state skips the tied lm_head.weight (the same Parameter as wte), and folds any LoRA layer into the plain
+    # weight it wraps (lora.py), so a LoRA run's checkpoint is a plain GPT-2 folder like any other.
+    tensors = {name: (t.t() if name.endswith(CONV1D_WEIGHTS) else t).to("cpu").contiguous()
+               for name, t in plain_state(model).items()}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    dtype = model.transformer.wte.weight.dtype
-    # transformers checks the "format" metadata entry
+    dtype = model.transformer.wte.weight.dtype  # (transformers checks the "format" metadata entry, below)
     atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     atomic_write_text(folder / CONFIG_FILE, json.dumps(config_to_hf(model.config, dtype), indent=2) + "\n")
 
@@ -359,19 +357,44 @@ def build_tiny(texts, seed: int = 0, vocab_size: int = 4096) -> tuple[GPT, Token
     return model, tokenizer
 
 
-def context_of(name: str) -> int:
-    """How many positions the model `name` reads, known before its weights are loaded (or even downloaded)."""
+def default_model() -> str:
+    """gpt2 when it is cached or the Hub can be reached; else tiny, with one notice saying why and how to get gpt2."""
+    try:
+        resolve("gpt2")
+        return "gpt2"
+    except ModelNotAvailable as e:
+        print(f"\n*** gpt2 is not available ({e.reason}): training the offline `tiny` model instead. ***\n"
+              "*** To use gpt2: connect once (it is cached after), or pass --model PATH to a local copy. ***\n")
+        return "tiny"
+
+
+def config_of(name: str, tiny_vocab: int = 4096) -> GPTConfig:
+    """The shape of the model `name`, known before its weights are loaded (or even downloaded): tiny's is fixed
+    (its vocabulary at most tiny_vocab), the official ones are published, a folder has its config.json."""
     if name == "tiny":
-        return TINY_CONTEXT
+        return tiny_config(tiny_vocab)
     if name in OFFICIAL_SHAPES:
-        return OFFICIAL_CONTEXT
-    return read_config(checkpoint_folder(name) if Path(name).is_dir() else resolve(name, weights=False)).n_positions
+        return official_config(name)
+    return read_config(checkpoint_folder(name) if Path(name).is_dir() else resolve(name, weights=False))
 
 
-def load_or_build_model(name: str, train_texts: list[str], seed: int, tiny_vocab: int):
-    """(model, tokenizer) for `name`: a checkpoint or Hugging Face folder, an official name, or tiny built from
-    scratch (its tokenizer trained on train_texts)."""
+def context_of(name: str) -> int:
+    """How many positions the model `name` reads."""
+    return config_of(name).n_positions
+
+
+def check_context(max_len: int | None, name: str) -> None:
+    """ValueError when examples of max_len tokens would not fit the model's context."""
+    context = context_of(name)
+    if max_len is not None and max_len > context:
+        raise ValueError(f"--max-len {max_len} is longer than the {context} positions {Path(name).name} can read: "
+                         f"use --max-len {context} or less")
+
+
+def load_or_build_model(name: str, train_texts: list[str], seed: int, tiny_vocab: int, frozen: tuple[str, ...] = ()):
+    """(model, tokenizer) for `name`: a checkpoint or Hugging Face folder, an official name (`frozen` linears in
+    bf16: load_model), or tiny built from scratch (its tokenizer trained on train_texts)."""
     if name == "tiny":
         return build_tiny(train_texts, seed=seed, vocab_size=tiny_vocab)
     folder = checkpoint_folder(name) if Path(name).is_dir() else name
-    return load_model(folder), load_tokenizer(folder)
+    return load_model(folder, frozen=frozen), load_tokenizer(folder)

@@ -86,7 +86,7 @@ def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path
         saved = TrainConfig.load(run_dir / "run_config.json")
         # A resumed run keeps its own config; only these flags may change (e.g. train longer, another device).
         for name in given & {"max_steps", "epochs", "stop_after", "device", "wandb", "progress", "eval_every",
-                             "save_every", "keep_last", "final_eval"}:
+                             "save_every", "keep_last", "final_eval", "plan", "activation_checkpointing"}:
             setattr(saved, name, getattr(cfg, name))
         saved.resume = str(run_dir)
         ckpt = latest_checkpoint(run_dir)

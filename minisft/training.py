@@ -21,23 +21,29 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 
 from minisft import data as D
+from minisft import memory
 from minisft.checkpoint import load_train_state, rng_state, save_checkpoint, set_rng_state
 from minisft.conditioning import BUCKETS
-from minisft.config import TrainConfig, parse_args
+from minisft.config import TrainConfig, model_defaults, parse_args
 from minisft.distributed import agreed, all_ranks, setup_distributed
 from minisft.evaluate import evaluate_run, sample_tweets
 from minisft.files import DataError
+from minisft.lora import ADAPTERS_FILE, TARGETS, adapter_state, add_lora, load_adapter_state
 from minisft.loss import IGNORE
 from minisft.objective import SFTObjective, validation_loss
 from minisft.optimizer import lr_at, make_optimizer
-from minisft.precision import Precision, pick_device, pick_precision
-from minisft.pretrained import ModelNotAvailable, context_of, load_or_build_model, resolve
+from minisft.precision import Precision, default_dtype, pick_device, pick_precision
+from minisft.pretrained import (ModelNotAvailable, check_context, config_of, default_model, load_or_build_model,
+                                save_model)
 from minisft.runs import open_run
 from minisft.templates import format_prompt, prompt_format, response_text
 from minisft.tracking import Tracker, flatten
 from minisft.tweets import judges
+
+LORA_BASE = "lora_base"  # a LoRA run on tiny keeps its from-scratch base here: resume rebuilds the model from it
 
 
 class TrainingError(RuntimeError):
@@ -135,30 +141,19 @@ def micro_batches(step: list[int], batch_size: int) -> list[list[int]]:
 # ------------------------------------------------------------------------------------------------------- set-up
 
 def choose_model(cfg: TrainConfig, resume_ckpt: Path | None) -> str:
-    """The model this run trains: the checkpoint's on resume, else --model, else gpt2 if it can be had, else tiny."""
+    """The model this run trains: the checkpoint's on resume (a LoRA run's base, its adapters are loaded after),
+    else --model, else gpt2 if it can be had, else tiny."""
+    if resume_ckpt is not None and cfg.lora_rank:
+        return str(resume_ckpt.parent.parent / LORA_BASE) if cfg.model == "tiny" else cfg.model
     if resume_ckpt is not None:
         return str(resume_ckpt)
-    if cfg.model is not None:
-        return cfg.model
-    try:
-        resolve("gpt2")
-        return "gpt2"
-    except ModelNotAvailable as e:
-        print(f"\n*** gpt2 is not available ({e.reason}): training the offline `tiny` model instead. ***\n"
-              "*** To use gpt2: connect once (it is cached after), or pass --model PATH to a local copy. ***\n")
-        return "tiny"
+    return cfg.model if cfg.model is not None else default_model()
 
 
-def check_max_len(max_len: int | None, name: str) -> None:
-    context = context_of(name)
-    if max_len is not None and max_len > context:
-        raise TrainingError(f"--max-len {max_len} is longer than the {context} positions {Path(name).name} can read: "
-                            f"use --max-len {context} or less")
-
-
-def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str):
-    """-> (model, tokenizer, data.Dataset): the run's records read once and split (data.load_split), the model and
-    its tokenizer, then the weighted, masked, tokenized examples (data.encode_split).
+def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str, device=torch.device("cpu")):
+    """-> (model, tokenizer, data.Dataset): the run's records read once and split (data.load_split), the memory and
+    time plan checked (memory.py), the model and its tokenizer (LoRA adapters added), then the weighted, masked,
+    tokenized examples (data.encode_split). Returns None after printing the plan when cfg.plan.
 
     The tiny model's tokenizer learns its vocabulary in between, from the training split laid out as training sees
     it. run_dir None: rejected rows (--on-bad skip) are counted but not written (processes other than rank 0).
@@ -168,7 +163,21 @@ def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str):
     fmt = prompt_format(cfg.template)
     prompts = [format_prompt(fmt, r["instruction"]) for r in split.train]
     texts = [p + response_text(p, r["response"]) for p, r in zip(prompts, split.train)]
-    model, tok = load_or_build_model(model_name, texts, cfg.seed, cfg.tiny_vocab)
+    config = config_of(model_name, cfg.tiny_vocab)
+    dtype = cfg.dtype if cfg.dtype != "auto" else default_dtype(device, memory.parameters(config))
+    plan, lines, _ = memory.run_plan(cfg, config, dtype, sum(map(len, texts)), device)
+    print(lines[0])
+    if cfg.plan:
+        print("\n".join([plan.breakdown()] + lines[1:]))
+        return None
+    if len(lines) > 1:  # the plan does not fit: stop before the weights are loaded, let alone downloaded
+        raise TrainingError(lines[1])
+    frozen = TARGETS[cfg.lora_targets] if cfg.lora_rank and cfg.base_dtype == "bf16" else ()
+    model, tok = load_or_build_model(model_name, texts, cfg.seed, cfg.tiny_vocab, frozen)
+    model.activation_checkpointing = cfg.activation_checkpointing
+    if cfg.lora_rank:
+        add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets,
+                 torch.bfloat16 if cfg.base_dtype == "bf16" else None)
     max_len = D.example_length(cfg.max_len, model.config.n_positions)
     return model, tok, D.encode_split(split, tok, fmt, max_len, cfg.train_on_prompt)
 
@@ -206,13 +215,24 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     cfg, run_dir, resume_ckpt = open_run(cfg, given)
     device = pick_device(cfg.device, local_rank)
     model_name = choose_model(cfg, resume_ckpt)
-    check_max_len(cfg.max_len, model_name)  # before any work: a too-long --max-len would fail mid-run
-    if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    check_context(cfg.max_len, model_name)  # before any work: a --max-len longer than the context fails mid-run
+    if resume_ckpt is None:
+        cfg.model = model_name
+    model_defaults(cfg)
     torch.manual_seed(cfg.seed)
 
     # Data and model. Every process builds the same examples (deterministic), then takes its own share per step.
-    model, tok, data = prepare_run(cfg, run_dir if is_main else None, model_name)
+    prepared = prepare_run(cfg, run_dir if is_main and not cfg.plan else None, model_name, device)
+    if prepared is None:  # --plan: the plan is printed, nothing is trained
+        return run_dir
+    model, tok, data = prepared
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.lora_rank and model_name == "tiny":  # a base built from scratch: keep it, for resume
+            save_model(model, run_dir / LORA_BASE)
+            tok.save(run_dir / LORA_BASE)
+    if resume_ckpt is not None and cfg.lora_rank:
+        load_adapter_state(model, load_file(resume_ckpt / ADAPTERS_FILE))
     train_ex, val_ex, train_recs, val_recs = data.train, data.val, data.split.train, data.split.val
     if cfg.dropout is not None:
         model.set_dropout(cfg.dropout)
@@ -221,14 +241,6 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     # Dropout draws from the global RNG: each process gets its own stream, or every rank would drop the same units.
     torch.manual_seed(cfg.seed + 100_003 * rank)
     precision = pick_precision(device, cfg.dtype, model.num_params())  # "auto" depends on the model's size
-    if resume_ckpt is None:
-        cfg.model = model_name
-    if cfg.lr is None:
-        cfg.lr = 2e-3 if cfg.model == "tiny" else 5e-5  # from scratch vs nudging pre-trained weights
-    if cfg.epochs is None:
-        # From scratch, the tiny model needs more passes: at 3 it writes on-topic tweets for 21% of held-out prompts,
-        # at 6 for 79% (README, "The engagement experiment"); a pretrained GPT-2 is adapted in a few.
-        cfg.epochs = 6.0 if cfg.model == "tiny" else 3.0
 
     micro_per_step = cfg.grad_accum * world  # micro-batches of batch_size per optimizer step, all processes
     step_size = cfg.batch_size * micro_per_step  # examples per optimizer step
@@ -288,7 +300,8 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
                      "step": at_step, "epoch": at_step // steps_per_epoch, "wandb_id": tracker.wandb_id,
                      "data_position": (at_step % steps_per_epoch) * step_size}
             save_checkpoint(run_dir, at_step, model, tok, cfg.template, state, keep_last=cfg.keep_last,
-                            condition=condition.to_dict() if condition else None)
+                            condition=condition.to_dict() if condition else None,
+                            adapters=adapter_state(model) if cfg.lora_rank else None)
 
     def run_eval(at_step):
         metrics = validation_loss(objective, val_ex, cfg.batch_size, tok.eos_id, precision)

@@ -14,22 +14,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from minisft.records import short_repr
-from minisft.tweets.formats import (
-    METRICS,
-    BadInput,
-    _obj,
-    _str,
-    decode,
-    find_column,
-    invalid,
-    iso,
-    load_json_document,
-    load_json_pages,
-    parse_count,
-    parse_time,
-    read_csv_rows,
-    row,
-)
+from minisft.tweets.formats import (METRICS, BadInput, _obj, _str, decode, find_column, invalid, iso,
+                                    load_json_document, load_json_pages, parse_count, parse_time, read_csv_rows, row)
 
 SUPPORTED = ("supported formats: X account archive (folder, .zip or data/tweets.js), X analytics CSV "
              "('Post id' or legacy 'Tweet id' header), Bluesky getAuthorFeed JSON/JSONL, "
