@@ -3,7 +3,6 @@ bites, cross-fitted predicted buckets, best-of-n, and the picker kept apart from
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 import torch

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from minisft import memory
-from minisft.lora import TARGETS, adapter_state, add_lora, count, lora_layers
+from minisft.lora import TARGETS, add_lora, count, lora_layers
 from minisft.model import GPT, GPTConfig, official_config
 from minisft.objective import SFTObjective
 from minisft.optimizer import make_optimizer
