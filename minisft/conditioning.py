@@ -37,6 +37,7 @@ from minisft.tweets.predictor import EngagementPredictor
 from minisft.weighting import EngagementSignal
 
 MEASURES = ("none", "observed", "predicted")
+AUTO_MIN = 100  # --condition auto: predicted when at least this many training records carry engagement, else none
 BUCKETS = ("bottom 20%", "20-40%", "40-60%", "60-80%", "top 20%")
 LINE = "Engagement: {}"
 FOLDS = 5
@@ -121,6 +122,18 @@ def measure_values(train: list[dict], others: list[dict], measure: str, signal: 
 
 def predict(predictor: EngagementPredictor, records: list[dict]) -> list[float]:
     return predictor.predict_log([r["response"] for r in records], [r.get("topic") for r in records]).tolist()
+
+
+def resolve_condition(measure: str, train: list[dict]) -> str:
+    """--condition auto -> predicted when the training split has engagement to learn from, else none (said once)."""
+    if measure != "auto":
+        return measure
+    n = sum(r.get("likes") is not None or r.get("comments") is not None for r in train)
+    if n >= AUTO_MIN:
+        return "predicted"
+    print(f"--condition auto: {n} training records have likes or comments (fewer than {AUTO_MIN}): training without "
+          "the engagement line")
+    return "none"
 
 
 def fit_condition(train: list[dict], val: list[dict], measure: str, signal: str, dropout: float,

@@ -33,7 +33,8 @@ class TrainConfig:
                                  "the author's usual (the median of their training tweets)", choices=SIGNALS)
     condition: str = opt("none", "engagement-conditioned SFT: each training prompt gets a line with its engagement "
                                  "bucket (quintiles), the observed one or one predicted from the text (cross-fitted); "
-                                 "sampling asks for the top bucket (minisft/conditioning.py)", choices=MEASURES)
+                                 "sampling asks for the top bucket (minisft/conditioning.py). auto = predicted when "
+                                 "the data has likes or comments, else none", choices=("auto", *MEASURES))
     condition_dropout: float = opt(0.1, "share of training prompts left without the engagement line, so the model "
                                         "keeps an unconditioned mode")
     max_weight: float = opt(DEFAULT_MAX_WEIGHT, "clip engagement weights at this multiple of the mean, so one "
@@ -191,8 +192,8 @@ def check(cfg: TrainConfig) -> str | None:
 
 
 def weight_scheme(cfg: TrainConfig) -> str:
-    """--weights auto: log weights, except on a conditioned run, whose engagement is in its prompt instead (the two
-    combine when --weights is given)."""
+    """--weights auto: log weights, except on a conditioned run (--condition auto included), whose engagement is in
+    its prompt instead (the two combine when --weights is given)."""
     if cfg.weights != "auto":
         return cfg.weights
     return "none" if cfg.condition != "none" else "log"

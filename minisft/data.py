@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from minisft.conditioning import Condition, fit_condition, with_bucket
+from minisft.conditioning import Condition, fit_condition, resolve_condition, with_bucket
 from minisft.config import TrainConfig, weight_scheme
 from minisft.loss import IGNORE
 from minisft.records import DataError, LoadStats, load_records, mix_records, split_records
@@ -195,6 +195,7 @@ def load_split(cfg: TrainConfig, rejects_path=None) -> Split:
     train, val = split_records(records, cfg.val_fraction, cfg.split_seed)
     if cfg.mix:
         train = mix_records(train, cfg.mix, cfg.split_seed)
+    cfg.condition = resolve_condition(cfg.condition, train)  # auto -> predicted or none, from the data
     split = Split(records, train, val, fit_weights(train, weight_scheme(cfg), cfg.max_weight, cfg.engagement),
                   load_stats)
     if cfg.condition != "none":

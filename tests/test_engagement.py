@@ -199,3 +199,18 @@ def test_picker_and_grader_are_fitted_on_disjoint_halves_for_imported_data(data_
     # on synthetic data the grader is the oracle, and the picker learns from the whole training split
     assert judges.grader(split.train, split.val).name == "oracle"
     assert judges.picker(split.train, split.val).predictor.n_train == len(split.train)
+
+
+def test_condition_auto_is_predicted_with_engagement_and_none_without(capsys):
+    from minisft.conditioning import AUTO_MIN, resolve_condition
+
+    records = generate_records(AUTO_MIN, seed=4)
+    assert resolve_condition("auto", records) == "predicted" and capsys.readouterr().out == ""
+    bare = [{**r, "likes": None, "comments": None} for r in records]
+    assert resolve_condition("auto", bare[1:] + records[:1]) == "none"  # one record with likes is not enough
+    assert "1 training records have likes or comments" in capsys.readouterr().out
+    assert resolve_condition("observed", bare) == "observed"  # an explicit choice is never overridden
+    from minisft.config import weight_scheme
+
+    assert weight_scheme(TrainConfig(condition="auto")) == "none"  # the engagement goes in the prompt, not a weight
+    assert weight_scheme(TrainConfig(condition="none")) == "log"
