@@ -69,7 +69,7 @@ def load_example(cfg: TrainConfig, index: int | None = None, record_id: str | No
     ckpt None: the tiny model's tokenizer is trained on the training split, as `train.py --model tiny` does.
     ckpt a checkpoint folder: its model and tokenizer (weights and template come from cfg = its run_config.json).
     """
-    model, tok, data = prepare_run(cfg, None, str(ckpt) if ckpt is not None else "tiny")
+    model, tok, data = prepare_run(cfg, None, str(ckpt) if ckpt is not None else "tiny", check=False)
     records = data.split.records  # every kept record, in file order: what `index` counts
     if record_id is not None:
         found = [r for r in records if r["id"] == record_id]

@@ -23,8 +23,7 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file
 
-from minisft import data as D
-from minisft import memory
+from minisft import data as D, memory
 from minisft.checkpoint import load_train_state, rng_state, save_checkpoint, set_rng_state
 from minisft.conditioning import BUCKETS
 from minisft.config import TrainConfig, model_defaults, parse_args
@@ -118,8 +117,7 @@ def train_step(objective, micro_batches, optimizer, precision: Precision, lr: fl
         raise TrainingError(f"the gradient norm became {norm} (the loss was {metrics['train/loss']:.4f}): "
                             f"{NOT_UPDATED}")
     precision.update(optimizer)
-    metrics["train/grad_norm"] = norm
-    metrics["train/lr"] = lr
+    metrics["train/grad_norm"], metrics["train/lr"] = norm, lr
     optimizer.zero_grad(set_to_none=True)
     return metrics
 
@@ -150,28 +148,19 @@ def choose_model(cfg: TrainConfig, resume_ckpt: Path | None) -> str:
     return cfg.model if cfg.model is not None else default_model()
 
 
-def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str, device=torch.device("cpu")):
-    """-> (model, tokenizer, data.Dataset): the run's records read once and split (data.load_split), the memory and
-    time plan checked (memory.py), the model and its tokenizer (LoRA adapters added), then the weighted, masked,
-    tokenized examples (data.encode_split). Returns None after printing the plan when cfg.plan.
-
-    The tiny model's tokenizer learns its vocabulary in between, from the training split laid out as training sees
-    it. run_dir None: rejected rows (--on-bad skip) are counted but not written (processes other than rank 0).
-    """
+def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str, device=torch.device("cpu"), check=True):
+    """-> (model, tokenizer, data.Dataset): the records read once and split (data.load_split), the plan checked
+    (plan_stops, unless not check: explain), the model and its tokenizer (LoRA added), then the weighted, masked,
+    tokenized examples (data.encode_split); None after --plan. The tiny model's tokenizer learns its vocabulary in
+    between, from the training split as training sees it. run_dir None: rejects (--on-bad skip) are counted, not
+    written (processes other than rank 0)."""
     rejects = run_dir / "rejected_rows.jsonl" if cfg.on_bad == "skip" and run_dir is not None else None
     split = D.load_split(cfg, rejects)
     fmt = prompt_format(cfg.template)
     prompts = [format_prompt(fmt, r["instruction"]) for r in split.train]
     texts = [p + response_text(p, r["response"]) for p, r in zip(prompts, split.train)]
-    config = config_of(model_name, cfg.tiny_vocab)
-    dtype = cfg.dtype if cfg.dtype != "auto" else default_dtype(device, memory.parameters(config))
-    plan, lines, _ = memory.run_plan(cfg, config, dtype, sum(map(len, texts)), device)
-    print(lines[0])
-    if cfg.plan:
-        print("\n".join([plan.breakdown()] + lines[1:]))
+    if check and plan_stops(cfg, model_name, texts, device):
         return None
-    if len(lines) > 1:  # the plan does not fit: stop before the weights are loaded, let alone downloaded
-        raise TrainingError(lines[1])
     frozen = TARGETS[cfg.lora_targets] if cfg.lora_rank and cfg.base_dtype == "bf16" else ()
     model, tok = load_or_build_model(model_name, texts, cfg.seed, cfg.tiny_vocab, frozen)
     model.activation_checkpointing = cfg.activation_checkpointing
@@ -180,6 +169,18 @@ def prepare_run(cfg: TrainConfig, run_dir: Path | None, model_name: str, device=
                  torch.bfloat16 if cfg.base_dtype == "bf16" else None)
     max_len = D.example_length(cfg.max_len, model.config.n_positions)
     return model, tok, D.encode_split(split, tok, fmt, max_len, cfg.train_on_prompt)
+
+
+def plan_stops(cfg: TrainConfig, model_name: str, texts: list[str], device) -> bool:
+    """Print the run's memory and time plan (memory.py); True for --plan, which stops there. A run that does not
+    fit the device's free memory stops here too, before the weights are loaded, let alone downloaded."""
+    config = config_of(model_name, cfg.tiny_vocab)
+    dtype = cfg.dtype if cfg.dtype != "auto" else default_dtype(device, memory.parameters(config))
+    plan, lines, _ = memory.run_plan(cfg, config, dtype, sum(map(len, texts)), device)
+    print("\n".join([lines[0], plan.breakdown()] + lines[1:]) if cfg.plan else lines[0])
+    if len(lines) > 1 and not cfg.plan:
+        raise TrainingError(lines[1])
+    return cfg.plan
 
 
 # ----------------------------------------------------------------------------------------------------- the loop
