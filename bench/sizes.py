@@ -96,7 +96,7 @@ def planned(shape: str, dtype: str, rank: int, ckpt: bool, batch: int, seq: int)
                                 check=True).stdout)
 
 
-def main():
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated official shapes")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
@@ -104,7 +104,7 @@ def main():
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3, help="training steps per row (the first is not timed)")
     parser.add_argument("--json", default=None, help="also write every row here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = [r.strip() for r in args.rows.split(",")]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
@@ -144,7 +144,8 @@ def main():
     print(f"\nmatmul probes (GFLOP/s, per row): {', '.join(rates)}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

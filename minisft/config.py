@@ -27,11 +27,14 @@ class TrainConfig:
                                   "or one of our run folders to keep fine-tuning). Default: gpt2 when it is cached or "
                                   "the Hub can be reached, else tiny (an explicit --model gpt2 never falls back)")
     data: str = opt("data/tweets.jsonl", "training data: JSONL, CSV or Parquet in the minisft schema")
-    weights: str = opt("auto", "engagement weighting of each example's loss (none = plain SFT; auto = log, or none "
-                               "when --condition is on)", choices=("auto", *SCHEMES))
-    engagement: str = opt("raw", "what the weights and the condition measure: raw likes + comments, or relative to "
-                                 "the author's usual (the median of their training tweets)", choices=SIGNALS)
-    condition: str = opt("none", "engagement-conditioned SFT: each training prompt gets a line with its engagement "
+    weights: str = opt("auto", "engagement weighting of each example's loss (none = plain SFT; auto = none when "
+                               "--condition is on, as by default, else log). The defaults of --weights, --engagement "
+                               "and --condition are the README engagement experiment's best row",
+                       choices=("auto", *SCHEMES))
+    engagement: str = opt("relative", "what the weights and the condition measure: raw likes + comments, or "
+                                      "relative to the author's usual (the median of their training tweets)",
+                          choices=SIGNALS)
+    condition: str = opt("auto", "engagement-conditioned SFT: each training prompt gets a line with its engagement "
                                  "bucket (quintiles), the observed one or one predicted from the text (cross-fitted); "
                                  "sampling asks for the top bucket (minisft/conditioning.py). auto = predicted when "
                                  "the data has likes or comments, else none", choices=("auto", *MEASURES))

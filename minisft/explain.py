@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 
 from minisft import data as D
-from minisft.conditioning import with_bucket
+from minisft.conditioning import MEASURES, with_bucket
 from minisft.config import TrainConfig, weight_scheme
 from minisft.loss import IGNORE
 from minisft.objective import SFTObjective
 from minisft.runs import checkpoint_folder
 from minisft.templates import render_prompt, response_text
 from minisft.training import prepare_run
-from minisft.weighting import SCHEMES, EngagementSignal, engagement
+from minisft.weighting import SCHEMES, SIGNALS, EngagementSignal, engagement
 
 # ------------------------------------------------------------------------------------------- showing a token
 
@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", help="tiny only: prompt template name (default: train.py's)")
     p.add_argument("--weights", choices=SCHEMES, help="tiny only: weighting scheme (default: train.py's)")
     p.add_argument("--train-on-prompt", action="store_true", help="tiny only: no prompt mask, as train.py's flag")
+    p.add_argument("--condition", choices=("auto", *MEASURES), help="tiny only: the engagement line in the prompt "
+                   "(default: train.py's)")
+    p.add_argument("--engagement", choices=SIGNALS, help="tiny only: what weights and condition measure (default: "
+                   "train.py's)")
     return p
 
 
@@ -186,8 +190,10 @@ def main(argv=None) -> int:
     if args.model == "tiny":
         cfg = TrainConfig(model="tiny", train_on_prompt=args.train_on_prompt)  # train.py's defaults, and:
         cfg.template, cfg.weights = args.template or cfg.template, args.weights or cfg.weights
+        cfg.condition, cfg.engagement = args.condition or cfg.condition, args.engagement or cfg.engagement
     elif (Path(args.model) / "run_config.json").is_file():
-        own = [f for f in ("template", "weights") if getattr(args, f)] + ["train_on_prompt"] * args.train_on_prompt
+        own = [f for f in ("template", "weights", "condition", "engagement") if getattr(args, f)]
+        own += ["train_on_prompt"] * args.train_on_prompt
         if own:
             parser.error(f"--{own[0].replace('_', '-')}: a run folder is explained with its own settings "
                          "(run_config.json); drop the flag")

@@ -94,7 +94,9 @@ def open_run(cfg: TrainConfig, given: set[str]) -> tuple[TrainConfig, Path, Path
             raise RunError(f"{run_dir} has no checkpoint to resume from")
         return saved, run_dir, ckpt
     # The timestamped default name is chosen by rank 0 alone: processes started a second apart must share a folder.
-    name = shared(cfg.name or f"{Path(cfg.model or 'auto').name}-{cfg.weights}-{time.strftime('%Y%m%d-%H%M%S')}")
+    levers = cfg.weights if cfg.condition == "none" else f"cond-{cfg.condition}" + (
+        f"-{cfg.weights}" if cfg.weights != "none" else "")  # e.g. tiny-cond-auto-2026..., tiny-log-2026...
+    name = shared(cfg.name or f"{Path(cfg.model or 'auto').name}-{levers}-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = Path(cfg.out) / name
     if (run_dir / POINTER).exists():
         raise RunError(f"{run_dir} already holds a run: pick another --name, or --resume {run_dir}")

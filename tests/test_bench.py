@@ -4,6 +4,7 @@ The speed figures themselves are not asserted (they depend on the machine); what
 of the training bench do the same work (same tokens, same masked loss), and that every script runs end to end.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(BENCH))
 
 import gpu_train  # noqa: E402
 import sample_speed  # noqa: E402
+import sizes  # noqa: E402
 import train_speed as ts  # noqa: E402
 
 from minisft.fast_head import head_loss_sums  # noqa: E402
@@ -122,3 +124,14 @@ def test_cache_growth_runs_both_settings_and_reports_peaks(capsys):
     assert "capped at 16" in out and "PyTorch's default (1024)" in out
     r = cache_growth.worker("test", 2)  # in this process: one peak per step, never falling
     assert len(r["peaks"]) == 2 and r["peaks"][0] <= r["peaks"][1]
+
+
+def test_sizes_measures_a_row_beside_its_plan(tmp_path, capsys):
+    out = tmp_path / "sizes.json"
+    assert sizes.main(["--shapes", "gpt2", "--rows", "LoRA r16 + ckpt", "--steps", "2", "--batch", "1", "--seq", "16",
+                       "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["fits"] and row["step_s"] > 0 and row["plan_s"] > 0
+    # gpt2 with a bf16 base is ~0.3 GiB of weights, and the process holds them: the plan is in the measured range
+    assert 0.3 * 1024**3 < row["peak"] and 0.67 < row["plan"] / row["peak"] < 1.5
+    assert "| gpt2 | LoRA r16 + ckpt |" in capsys.readouterr().out

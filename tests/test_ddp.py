@@ -89,7 +89,7 @@ def test_interrupted_and_resumed_with_dropout_equals_straight(data_file, tmp_pat
 def test_ranks_share_one_default_run_folder_and_a_resume_needs_as_many_processes(data_file, tmp_path):
     finish(start_ranks(base(data_file, tmp_path, "--max-steps", "2"), tmp_path))
     (run,) = [p for p in tmp_path.iterdir() if (p / "latest").exists()]  # rank 0 named it; rank 1 used it
-    assert run.name.startswith("tiny-log-")
+    assert run.name.startswith("tiny-cond-auto-")  # the default levers in the name
     from minisft.training import main
 
     assert main(["--resume", str(run), "--max-steps", "3", "--wandb", "disabled", "--no-progress"]) == 1

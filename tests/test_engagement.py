@@ -88,7 +88,7 @@ def test_a_conditioned_run_saves_its_buckets_and_sampling_asks_for_the_top_one(d
     args = ["--model", "tiny", "--data", str(data_file), "--out", str(tmp_path), "--tiny-vocab", "400",
             "--max-steps", "2", "--eval-every", "0", "--final-eval", "0", "--wandb", "disabled", "--no-progress"]
     assert train_main(args + ["--name", "cond", "--condition", "predicted"]) == 0
-    assert train_main(args + ["--name", "plain"]) == 0
+    assert train_main(args + ["--name", "plain", "--condition", "none"]) == 0
     saved = load_condition(tmp_path / "cond" / (tmp_path / "cond" / "latest").read_text().strip())
     assert saved["measure"] == "predicted" and len(saved["edges"]) == 4 and saved["buckets"] == list(BUCKETS)
     config = json.loads((tmp_path / "cond" / "run_config.json").read_text())
