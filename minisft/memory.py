@@ -173,18 +173,24 @@ def levers(config: GPTConfig, batch: int, seq: int, dtype: str, limit: float) ->
 CHARS_PER_TOKEN = 4  # about right for GPT-2's BPE on English tweets; the plan needs a count before any tokenizer
 
 
-def run_plan(cfg, config: GPTConfig, dtype: str, train_chars: int, device: torch.device,
+def run_plan(cfg, config: GPTConfig, dtype: str, train_texts: list[str], device: torch.device,
              probe: bool = True) -> tuple[Plan, list[str], float]:
     """(the plan, the lines to print, the estimated seconds) of a training run with settings `cfg` (a TrainConfig)
-    on `device`, from the model's shape and the characters of its training split."""
+    on `device`, from the model's shape and its training split (as text: no tokenizer needed yet)."""
     seq = cfg.max_len or min(256, config.n_positions)
     p = plan(config, cfg.batch_size, seq, dtype, cfg.lora_rank, cfg.lora_targets, cfg.base_dtype,
              cfg.activation_checkpointing)
-    tokens = cfg.epochs * train_chars / CHARS_PER_TOKEN
+    epochs = cfg.epochs  # or what --max-steps leaves of them (steps of batch x accumulation examples)
+    if cfg.max_steps:
+        epochs = min(epochs, cfg.max_steps * cfg.batch_size * cfg.grad_accum / max(len(train_texts), 1))
+    tokens = epochs * sum(map(len, train_texts)) / CHARS_PER_TOKEN
+    length = f"{cfg.max_steps} steps" if epochs < cfg.epochs else f"{cfg.epochs:g} epochs"
     rate = matmul_rate(device, dtype) if probe else float("nan")
     seconds = p.flops / (cfg.batch_size * seq) * tokens / (rate * EFFICIENCY[dtype])
     free = free_memory(device)
-    lines = [f"{p.line()} (free: {free / GIB:.1f} GiB); time: ~{seconds / 60:.0f} min for {cfg.epochs:g} epochs "
+    took = (f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400
+            else f"{seconds / 3600:.1f} h")
+    lines = [f"{p.line()} (free: {free / GIB:.1f} GiB); time: ~{took} for {length} "
              f"(~{tokens / 1e6:.2f}M tokens, {rate / 1e9:.0f} GFLOP/s matmuls in {dtype} on {device})"]
     if p.total > free:
         lines.append(f"this run needs ~{p.total / GIB:.1f} GiB and {device} has {free / GIB:.1f} GiB free. What fits: "

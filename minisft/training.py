@@ -176,7 +176,7 @@ def plan_stops(cfg: TrainConfig, model_name: str, texts: list[str], device) -> b
     fit the device's free memory stops here too, before the weights are loaded, let alone downloaded."""
     config = config_of(model_name, cfg.tiny_vocab)
     dtype = cfg.dtype if cfg.dtype != "auto" else default_dtype(device, memory.parameters(config))
-    plan, lines, _ = memory.run_plan(cfg, config, dtype, sum(map(len, texts)), device)
+    plan, lines, _ = memory.run_plan(cfg, config, dtype, texts, device)
     print("\n".join([lines[0], plan.breakdown()] + lines[1:]) if cfg.plan else lines[0])
     if len(lines) > 1 and not cfg.plan:
         raise TrainingError(lines[1])
