@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # --report imports minisft here; the measurements run in child processes
 
 ROWS = {  # name -> (dtype, LoRA rank, activation checkpointing)
     "full fp32": ("fp32", 0, False),
@@ -96,6 +97,28 @@ def planned(shape: str, dtype: str, rank: int, ckpt: bool, batch: int, seq: int)
                                 check=True).stdout)
 
 
+def report(rows: list[dict], batch: int, seq: int) -> str:
+    """The markdown table of saved rows, each beside the current memory plan and time estimate."""
+    from minisft import memory
+    from minisft.model import official_config
+
+    gib, lines = 1024**3, [HEADER, "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        dtype, rank, ckpt = ROWS[r["row"]]
+        p = memory.plan(official_config(r["shape"]), batch, seq, dtype, rank, "attn+mlp", "bf16" if rank else "fp32",
+                        ckpt)
+        if not r["fits"]:
+            lines.append(f"| {r['shape']} | {r['row']} | {p.total / gib:.1f} | does not fit | | | | |")
+            continue
+        plan_s = memory.step_seconds(p, r["rate"], dtype)
+        lines.append(f"| {r['shape']} | {r['row']} | {p.total / gib:.2f} | {r['peak'] / gib:.2f} | "
+                     f"{p.total / r['peak']:.2f} | {plan_s:.1f} | {r['step_s']:.1f} | {plan_s / r['step_s']:.2f} |")
+    return "\n".join(lines)
+
+
+HEADER = "| shape | method | plan GiB | peak GiB | plan / peak | plan s/step | s/step | plan / measured |"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated official shapes")
@@ -104,7 +127,12 @@ def main(argv=None) -> int:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3, help="training steps per row (the first is not timed)")
     parser.add_argument("--json", default=None, help="also write every row here")
+    parser.add_argument("--report", default=None, help="print the table of a saved --json again, with the plan of "
+                        "the code as it is now (the measured peaks, times and matmul rates as saved)")
     args = parser.parse_args(argv)
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text()), args.batch, args.seq))
+        return 0
     rows = [r.strip() for r in args.rows.split(",")]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:

@@ -109,3 +109,15 @@ def test_a_sigint_to_one_rank_stops_both_after_the_same_step_with_one_checkpoint
     assert (tmp_path / "sig" / "latest").read_text().strip() == f"checkpoints/step-{steps[0]:07d}"
     assert max(r["step"] for r in rows(tmp_path / "sig")) == steps[0]
     assert f"stopped at step {steps[0]}/100000" in outs[0]
+
+
+def test_lora_under_ddp_trains_the_steps_of_one_process(data_file, tmp_path):
+    """LoRA changes what trains, not the loop: 2 processes x batch 4 take the steps of 1 process x batch 8."""
+    args = base(data_file, tmp_path, "--max-steps", "3", "--lora-rank", "4", "--lora-dropout", "0", "--dropout", "0")
+    finish(start_ranks(args + ["--name", "two"], tmp_path))
+    one = [a if a != "4" or args[i - 1] != "--batch-size" else "8" for i, a in enumerate(args)]
+    finish(start_ranks(one + ["--name", "one"], tmp_path, world=1))
+    losses = lambda run: [r["train/loss"] for r in rows(tmp_path / run) if "train/loss" in r]  # noqa: E731
+    assert len(losses("two")) == 3 and losses("two") == pytest.approx(losses("one"), rel=1e-5)
+    a, b = weights(tmp_path / "two"), weights(tmp_path / "one")  # the merged exports agree too
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)

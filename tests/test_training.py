@@ -309,14 +309,18 @@ def test_offline_wandb_run_writes_metrics_config_and_samples(data_file, tmp_path
 
 
 def test_readme_main_command_runs_end_to_end(tmp_path, data_file):
-    """`python train.py --weights log` on the tiny model, fewer steps; then sample.py picks the run up."""
+    """`python train.py` on the tiny model, fewer steps; then sample.py picks the run up."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "empty-cache")}
-    out = subprocess.run([sys.executable, "train.py", "--weights", "log", "--data", str(data_file), "--out",
+    out = subprocess.run([sys.executable, "train.py", "--data", str(data_file), "--out",
                           str(tmp_path / "runs"), "--max-steps", "4", "--wandb", "disabled", "--no-progress",
                           "--tiny-vocab", "512", "--final-eval", "2"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "training the offline `tiny` model instead" in out.stdout  # gpt2 can't be had offline: one clear line
+    (run,) = (tmp_path / "runs").iterdir()
+    config = json.loads((run / "run_config.json").read_text())
+    assert config["condition"] in ("auto", "predicted") and config["weights"] == "none"  # the experiment's row
+    assert (run / (run / "latest").read_text().strip() / "template.json").read_text().count("top 20%")
     s = subprocess.run([sys.executable, "sample.py", "--model", str(next((tmp_path / "runs").iterdir())),
                         "--prompt", "Write a witty tweet about debugging", "--max-new-tokens", "20"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
