@@ -195,3 +195,28 @@ def test_a_run_over_free_memory_stops_before_loading_the_weights(tmp_path, monke
     assert re.search(r"needs ~[\d.]+ GiB and cpu has 0.5 GiB free\. What fits: --batch-size 4 --grad-accum 4 "
                      r"\(the same step\)", err)
     assert not loaded  # refused before the model was built (or, for gpt2, downloaded)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_the_plans_activation_bytes_are_what_backward_keeps(dtype):
+    """ACT_BYTES and ATTN_BYTES are counted, not guessed: the tensors autograd saves for one more block."""
+    def saved_bytes(n_layer, B=4, T=32):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(n_layer=n_layer, n_head=4, n_embd=128, n_positions=64, vocab_size=256, dropout=0.1))
+        model.train()
+        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        seen = {}
+
+        def pack(t):
+            if t.untyped_storage().data_ptr() not in params:
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+        ids = torch.randint(0, 256, (B, T))
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with torch.autocast("cpu", torch.bfloat16, enabled=dtype == "bf16"):
+                SFTObjective(model)(ids, ids, torch.ones(B))
+        copies = 12 * 128 * 128 * 2 * n_layer if dtype == "bf16" else 0  # autocast's weight copies: planned apart
+        return sum(seen.values()) - copies
+    per_block = (saved_bytes(2) - saved_bytes(1)) / (4 * 32)
+    planned = memory.ACT_BYTES[dtype] * 128 + memory.ATTN_BYTES * 4 * 32
+    assert per_block == pytest.approx(planned, rel=0.1)
