@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="auto", choices=("auto", *DTYPES),
                    help="inference precision; auto = bf16 where the hardware has it (GPU, or CPU with AVX512-BF16 for "
                         "models of 16M+ parameters), else fp32 (default: auto)")
+    p.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=True,
+                   help="on CPU, lay the weights out for one-token steps (minisft/fast_decode.py: bf16 prepacked for "
+                        "oneDNN, fp32 transposed); --no-fast-decode keeps plain nn.Linear layers: same tweets, slower")
     p.add_argument("--engagement-bucket", default="auto",
                    help="for a model trained with --condition: the engagement bucket to ask for (top, 60-80, 40-60, "
                         "20-40, bottom, or none for no line; default: auto = top for such models)")
@@ -135,7 +138,7 @@ def main(argv=None) -> int:
     if not args.raw and any(not p.strip() for p in prompts):
         parser.error("--prompt: empty instruction (use --raw with an empty prompt for an unconditional sample)")
     dtype = inference_dtype(device, model.num_params()) if args.dtype == "auto" else DTYPES[args.dtype]
-    model = for_inference(model.to(device), dtype, copy=False)  # cast (and lay out) in place: no second copy
+    model = for_inference(model.to(device), dtype, copy=False, fast=args.fast_decode)  # in place: no second copy
 
     ids = encode_prompts(prompts, tok, fmt, args.raw, bucket)
     try:  # cut from the left where the context is too short, with a notice for each prompt cut

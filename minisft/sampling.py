@@ -27,6 +27,7 @@ import warnings
 
 import torch
 
+from minisft import fast_decode
 from minisft.model import GPT, KVCache, causal_mask, unwrap
 from minisft.precision import BF16_MIN_PARAMS, cpu_has_bf16
 
@@ -154,8 +155,8 @@ def fit_prompts(prompts: list[list[int]], n_positions: int, max_new_tokens: int,
     return fitted
 
 
-def for_inference(model: GPT, dtype: torch.dtype | None = None, copy: bool = True) -> GPT:
-    """The model made ready for decoding: eval mode, weights in `dtype`, and the CPU fp32 weight layout below.
+def for_inference(model: GPT, dtype: torch.dtype | None = None, copy: bool = True, fast: bool = True) -> GPT:
+    """The model made ready for decoding: eval mode, weights in `dtype`, laid out for fast decoding.
 
     copy=True (the default) leaves `model` alone and works on a copy (lm_head stays tied to wte); copy=False
     changes `model` itself, for a caller that owns it (sample.py), with no second copy in memory. With dtype None
@@ -165,27 +166,25 @@ def for_inference(model: GPT, dtype: torch.dtype | None = None, copy: bool = Tru
     and bf16 weights are half the bytes. Measured on a 2-core CPU (bench/sample_speed.py), bf16 weights decode
     faster than fp32, and autocast slower than fp32 (it re-casts every weight at every step).
 
-    Why a layout: on CPU, a [1, C] x [C, out] product in fp32 streams the weights faster when each matrix is
-    stored [in, out] (the way GPT-2's original Conv1D stored them) than [out, in] (nn.Linear's way). Same shape,
-    same values, only the strides differ: W.t().contiguous().t(). Measured at the 124M shape on 2 cores: batch 1
-    about 1.3x faster per token (the common case: one tweet at a time), batch 8 about 5-8% slower. bf16 is
-    faster in nn.Linear's own layout, so it is kept there.
+    fast=True: on CPU, each weight is also laid out the way a one-row product reads it fastest (fast_decode.py:
+    fp32 matrices stored transposed, bf16 matrices prepacked for oneDNN). Same logits; fast=False keeps plain
+    nn.Linear layers, the path to read.
     """
     model = unwrap(model)  # torch.compile's wrapper adds nothing to a loop of one-token steps
     if copy and dtype is None:
         return model
+    if fast_decode.is_prepacked(model) and dtype not in (None, torch.bfloat16):
+        raise ValueError(f"this model is already prepared for bf16 decoding (fast_decode.prepack): it cannot be "
+                         f"cast to {dtype}; prepare the original model instead")
     if copy:
         model = _copy.deepcopy(model)  # deepcopy keeps lm_head tied to wte
     model = model.to(dtype).eval() if dtype is not None else model.eval()
-    weight = model.lm_head.weight
-    if weight.device.type == "cpu" and weight.dtype == torch.float32:
-        tied = weight is model.transformer.wte.weight
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear) and module.weight.is_contiguous():
-                w = module.weight.detach()
-                module.weight = torch.nn.Parameter(w.t().contiguous().t(), requires_grad=False)
-        if tied:
-            model.transformer.wte.weight = model.lm_head.weight  # the head got a new tensor: re-tie the embedding
+    weight = model.transformer.wte.weight
+    if fast and weight.device.type == "cpu" and isinstance(model.lm_head, torch.nn.Linear):
+        if weight.dtype == torch.float32:
+            fast_decode.transpose_for_matvec(model)
+        elif fast_decode.can_prepack(weight):
+            fast_decode.prepack(model)
     return model
 
 
@@ -269,7 +268,7 @@ def generate(model: GPT, prompts: list[list[int]], max_new_tokens: int, temperat
 def _make_generator(seed, generator, model) -> torch.Generator:
     if generator is not None:
         return generator
-    g = torch.Generator(device=model.lm_head.weight.device)
+    g = torch.Generator(device=model.transformer.wte.weight.device)
     if seed is None:
         g.seed()  # fresh entropy, still without touching the global RNG
     else:
@@ -279,12 +278,12 @@ def _make_generator(seed, generator, model) -> torch.Generator:
 
 def _decode(model: GPT, prompts, max_new_tokens, temperature, top_k, top_p, penalty, eos_id, generator):
     """The cached decoding loop: one prefill of every prompt token, then one position per step. -> [B, N] ids."""
-    device = model.lm_head.weight.device
+    device = model.transformer.wte.weight.device
     pad_id = eos_id if eos_id is not None else 0  # any id works: pads are masked out and never returned
     idx, n_pad = left_pad(prompts, pad_id, device)
     B, L = idx.shape
     total = L + max_new_tokens - 1  # the last new token is returned, never fed back
-    cache = KVCache(model.config, B, total, device=device, dtype=model.lm_head.weight.dtype)
+    cache = KVCache(model.config, B, total, device=device, dtype=model.transformer.wte.weight.dtype)
 
     # Positions: each row counts from 0 at its first REAL token, so a padded prompt gets the same position
     # embeddings as it would alone. Pads get position 0 (they are never attended to).

@@ -99,6 +99,31 @@ def test_sample_speed_core_runs(tmp_path, monkeypatch):
     assert mine > 0 and theirs > 0
 
 
+def test_sample_speed_command_line_with_levers(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sample_speed.SHAPES, "test", ts.SHAPES["test"])
+    monkeypatch.setattr(sample_speed, "matmul_peaks", lambda: {"fp32": 1.0, "bf16": 2.0})  # the probes take seconds
+    monkeypatch.setattr(sample_speed, "copy_bandwidth", lambda: 10.0)
+    out_json = tmp_path / "s.json"
+    assert sample_speed.main(["--shapes", "test", "--batches", "1,2", "--new-tokens", "2", "--prompt-len", "3",
+                              "--repeats", "2", "--levers", "plain,int8", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "copy bandwidth 10.0 GB/s" in out and out.count("lever plain:") == 2 and out.count("lever int8:") == 2
+    cells = json.loads(out_json.read_text())["cells"]
+    assert [c["batch"] for c in cells] == [1, 2]
+    assert all(len(r) == 2 for c in cells for r in c["tokens_per_s"].values())  # one figure per round
+
+
+def test_int8_lever_is_close_to_the_linear_it_replaces():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 96)
+    x = torch.randn(5, 64)
+    q = sample_speed.Int8WeightOnly(linear)
+    assert q.q.dtype == torch.int8 and q.q.shape == (96, 64)
+    with torch.no_grad():
+        ref, got = linear(x), q(x.bfloat16()).float()
+    assert float((got - ref).norm() / ref.norm()) < 0.02  # int8 rounding + bf16 activations
+
+
 def test_gpu_train_runs_on_cpu_packed_and_unpacked(tmp_path, capsys):
     for pack in ("--pack", "--no-pack"):
         assert gpu_train.main(["--device", "cpu", "--dtype", "fp32", "--shapes", "test", "--steps", "2",

@@ -156,3 +156,14 @@ def test_latest_run_errors(tmp_path):
     (tmp_path / "runs" / "no-checkpoint-yet").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="train one with python train.py"):
         runs.latest_run(tmp_path / "runs")
+
+
+def test_fast_decode_switch_gives_the_same_tweets(run_dir, capsys):
+    """--no-fast-decode (plain nn.Linear) and the default (fast_decode.py's layouts) write the same tweets, in the
+    tiny run's fp32 and in bf16 (prepacked where the CPU has native bf16)."""
+    for dtype in ("fp32", "bf16"):
+        argv = ["--model", str(run_dir), "--prompt", "Write about tabs", "--json", "--num-samples", "3",
+                "--max-new-tokens", "15", "--seed", "4", "--temperature", "0", "--dtype", dtype]
+        _, fast, _ = run_main(argv, capsys)
+        _, plain, _ = run_main(argv + ["--no-fast-decode"], capsys)
+        assert fast == plain and len(fast.splitlines()) == 3

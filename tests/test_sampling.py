@@ -1,5 +1,6 @@
 """Sampling: each mechanic of minisft/sampling.py pinned by a property that fails if it breaks."""
 
+import copy
 import math
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 import torch.nn as nn
 
 import minisft.sampling as S
+from minisft import fast_decode
 from minisft.model import GPT, GPTConfig
 
 PROMPTS = [[1, 2, 3, 4, 5, 6, 7], [7, 8], [9], [3, 4, 5, 11]]  # different lengths: left padding in one batch
@@ -266,6 +268,41 @@ def test_fp32_cpu_layout_changes_strides_not_results(model):
     x = torch.randint(0, 50, (2, 9))
     with torch.no_grad():
         assert torch.allclose(fast(x), tied(x), atol=1e-5)
+
+
+needs_prepack = pytest.mark.skipif(not fast_decode.can_prepack(torch.zeros(1, dtype=torch.bfloat16)),
+                                   reason="no native bf16 + oneDNN on this CPU: the prepacked path is not taken")
+
+
+@needs_prepack
+def test_prepacked_bf16_gives_the_plain_paths_logits_and_tweets():
+    torch.manual_seed(0)
+    tied = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, n_positions=64, vocab_size=100))
+    fast = S.for_inference(tied, torch.bfloat16)  # fast=True: every nn.Linear swapped for a PrepackedLinear
+    plain = S.for_inference(tied, torch.bfloat16, fast=False)
+    n_linear = sum(isinstance(m, nn.Linear) for m in plain.modules())
+    assert n_linear == 2 * 4 + 1 and sum(isinstance(m, fast_decode.PrepackedLinear) for m in fast.modules()) == n_linear
+    assert not any(isinstance(m, nn.Linear) for m in fast.modules())
+    x = torch.randint(0, 100, (3, 9))
+    with torch.no_grad():
+        assert torch.equal(fast(x), plain(x))  # the same kernel on a reordered copy: bit for bit on this CPU
+    prompts = [[1, 2, 3, 4, 5, 6, 7], [7, 8], [9]]  # left padding, prefill and one-token steps
+    assert S.generate(fast, prompts, 12, temperature=0) == S.generate(plain, prompts, 12, temperature=0)
+    settings = dict(temperature=0.9, top_k=20, top_p=0.9, seed=3)
+    assert S.generate(fast, prompts, 12, **settings) == S.generate(plain, prompts, 12, **settings)
+    twin = copy.deepcopy(fast)  # the packed weights cannot be copied; a copy shares them
+    assert twin.lm_head.packed is fast.lm_head.packed
+    assert S.generate(twin, prompts, 12, temperature=0) == S.generate(plain, prompts, 12, temperature=0)
+    with pytest.raises(ValueError, match="already prepared for bf16"):
+        S.for_inference(fast, torch.float32)
+    assert tied.lm_head.weight is tied.transformer.wte.weight and isinstance(tied.lm_head, nn.Linear)  # untouched
+
+
+def test_prepack_is_only_for_bf16_weights_on_cpu():
+    assert not fast_decode.can_prepack(torch.zeros(1))  # fp32: the transposed layout instead
+    plain32 = S.for_inference(GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, n_positions=16, vocab_size=50)),
+                              torch.float32)
+    assert not fast_decode.is_prepacked(plain32)
 
 
 def test_default_inference_dtype(monkeypatch):
