@@ -21,8 +21,10 @@ attention (QK^T and AV, forward and backward). MFU = model FLOPs per second / th
 measured in the same run: the limit a training step could reach if it were all matmul.
 
 Each measurement runs in its own process, so peak memory (that process's VmHWM: resident memory high-water) never
-mixes between the sides. Warm-up steps first, then --repeats timed windows over the same examples: the best window
-counts, and the spread between windows is printed as the noise, with the machine's load average before and after.
+mixes between the sides. Warm-up steps first, then --repeats timed windows over the same examples (the best one is
+the process's figure). The pair of sides runs --rounds times, interleaved (transformers, ours, transformers, ...,
+every dtype in each round), and every figure is printed as its median [range] over the rounds; a ratio is taken
+within a round. The run's matmul peaks and copy bandwidth (bench/peaks.py) are printed with the results.
 transformers is needed here (as in the tests); minisft itself never imports it.
 """
 
@@ -45,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
-from sample_speed import SHAPES, _timed  # noqa: E402
+from peaks import copy_bandwidth, machine_line, matmul_peaks, spread  # noqa: E402
+from sample_speed import SHAPES  # noqa: E402
 
 from minisft import data as D  # noqa: E402
 from minisft import (
@@ -119,13 +122,6 @@ def model_flops(config: GPTConfig, lengths: list[int]) -> float:
     """Training FLOPs (forward + backward) of examples of these lengths, by the formula in this file's docstring."""
     C, L, N = config.n_embd, config.n_layer, n_params_without_wpe(config)
     return sum(6 * N * T + 12 * L * C * T * (T + 1) / 2 for T in lengths)  # sum over t of (t + 1) = T(T+1)/2
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of torch.mm of two n x n matrices in `dtype`, best of `repeats`: the speed limit of the matmuls."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    return 2 * n**3 / min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats)) / 1e9
 
 
 def shape_config(shape: str, dropout: float) -> GPTConfig:
@@ -329,9 +325,18 @@ def _onoff(v) -> str:
     return "auto" if v is None else "on" if v else "off"
 
 
-def _cell(r: dict, peak: float) -> str:
-    mfu = r["flops_per_window"] / r["tokens_per_window"] * r["tokens_per_s"] / 1e9 / peak
-    return f"{r['tokens_per_s']:8.0f} {mfu:6.1%} {r['spread']:5.1%} {r['peak_mib']:6.0f}"
+def mfu(r: dict, peak: float) -> float:
+    return r["flops_per_window"] / r["tokens_per_window"] * r["tokens_per_s"] / 1e9 / peak
+
+
+def _cell(rs: list[dict], peak: float) -> str:
+    rate = [r["tokens_per_s"] for r in rs]
+    return (f"{spread(rate, '{:.0f}'):>18} {statistics.median(mfu(r, peak) for r in rs):6.1%} "
+            f"{statistics.median(r['peak_mib'] for r in rs):6.0f}")
+
+
+def per_round(a: list[dict], b: list[dict], key: str = "tokens_per_s") -> list[float]:
+    return [x[key] / y[key] for x, y in zip(a, b)]
 
 
 def _load(*rs) -> str:
@@ -346,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="examples per step (both sides)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per window (default: 6 at 124m, 40 else)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (allocations, kernel choice)")
-    p.add_argument("--repeats", type=int, default=2, help="timed windows per measurement; the best counts")
+    p.add_argument("--repeats", type=int, default=1, help="timed windows per process; the best counts")
+    p.add_argument("--rounds", type=int, default=3, help="times each comparison runs, interleaved; figures are the "
+                   "median [range] over rounds")
     p.add_argument("--dropout", type=float, default=None, help="both sides (default: 0.1 at 124m as GPT-2, 0 tiny)")
     p.add_argument("--ours", default="", help="set our levers, e.g. fused_adamw=off,pack=on (default: as "
                    "minisft's loop runs: " + ", ".join(f"{k} {_onoff(v)}" for k, v in default_levers().items()) + ")")
@@ -358,7 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-steps", type=int, default=20, help="steps of the bf16-vs-fp32 loss check (124m shape, "
                    "real tweets, lr 3e-4; 0 = skip)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n x n matmul that measures the peak")
     p.add_argument("--quiet-load", type=float, default=None, help="before each measurement, wait until the "
                    "1-minute load average is below this (a shared machine)")
     p.add_argument("--seed", type=int, default=0)
@@ -379,9 +385,8 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}, avx512_bf16 "
           f"{torch.cpu._is_avx512_bf16_supported()}, amx {torch.cpu._is_amx_tile_supported()}")
-    peaks = {name: matmul_peak(dt, args.matmul_size) for name, dt in DTYPES.items()}
-    print(f"matmul peak ({args.matmul_size}^3 torch.mm): "
-          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peaks.items()))
+    peaks = matmul_peaks()
+    print(machine_line(peaks, copy_bandwidth()))
     print("ours: " + ", ".join(f"{k} {_onoff(v)}" for k, v in default_levers(**ours).items())
           + " | transformers: plain loop" + "".join(f", {k} {_onoff(v)}" for k, v in hf_extra.items()))
 
@@ -394,31 +399,34 @@ def main(argv=None) -> int:
                     levers=default_levers(**{**ours, **levers}))
         return run_isolated(spec, args.quiet_load)
 
-    print(f"\nreal tokens/s (best of {args.repeats} windows), MFU (model FLOP/s / matmul peak of the dtype), noise "
-          f"(spread of the windows), peak RSS MiB; load average before>after each side")
-    print(f"{'shape':5} {'dtype':5} | {'HF tok/s':>8} {'MFU':>6} {'noise':>5} {'peak':>6} | {'ours':>8} {'MFU':>6} "
-          f"{'noise':>5} {'peak':>6} | {'speed':>6} {'memory':>6} | load")
+    print(f"\n{args.rounds} rounds, interleaved: real tokens/s median [range], MFU (model FLOP/s / this run's "
+          f"matmul peak of the dtype, median), peak RSS MiB (median); speed and memory = ours / transformers")
+    print(f"{'shape':5} {'dtype':5} | {'HF tok/s':>18} {'MFU':>6} {'peak':>6} | {'ours tok/s':>18} {'MFU':>6} "
+          f"{'peak':>6} | {'speed':>18} {'memory':>6}")
     results = {}
     for shape in args.shapes.split(","):
+        for _ in range(args.rounds):  # every dtype in each round: default-vs-fp32 ratios come from one round
+            for dtype in args.dtypes.split(","):
+                hf, us = results.setdefault((shape, dtype), ([], []))
+                hf.append(run("hf", shape, dtype))
+                us.append(run("ours", shape, dtype))
         for dtype in args.dtypes.split(","):
-            hf, us = run("hf", shape, dtype), run("ours", shape, dtype)
-            results[shape, dtype] = hf, us
+            hf, us = results[shape, dtype]
             print(f"{shape:5} {dtype:5} | {_cell(hf, peaks[dtype])} | {_cell(us, peaks[dtype])} | "
-                  f"{us['tokens_per_s'] / hf['tokens_per_s']:5.2f}x {us['peak_mib'] / hf['peak_mib']:5.2f}x | "
-                  f"{_load(hf, us)}", flush=True)
+                  f"{spread(per_round(us, hf), unit='x'):>18} "
+                  f"{statistics.median(per_round(us, hf, 'peak_mib')):5.2f}x", flush=True)
 
     for shape in args.shapes.split(","):
         if (shape, "fp32") not in results:
             continue
         hf32, us32 = results[shape, "fp32"]
         default = P.default_dtype(torch.device("cpu"), n_params_without_wpe(shape_config(shape, 0.0)))
-        line = (f"\n{shape}, against transformers in fp32: ours in fp32 "
-                f"{us32['tokens_per_s'] / hf32['tokens_per_s']:.2f}x tokens/s, "
-                f"{us32['peak_mib'] / hf32['peak_mib']:.2f}x peak memory")
+        line = (f"\n{shape}, against transformers in fp32: ours in fp32 {spread(per_round(us32, hf32), unit='x')} "
+                f"tokens/s, {statistics.median(per_round(us32, hf32, 'peak_mib')):.2f}x peak memory")
         if (shape, default) in results and default != "fp32":
             us = results[shape, default][1]
-            line += (f"; ours at its default precision ({default}) {us['tokens_per_s'] / hf32['tokens_per_s']:.2f}x "
-                     f"tokens/s, {us['peak_mib'] / hf32['peak_mib']:.2f}x peak memory")
+            line += (f"; ours at its default precision ({default}) {spread(per_round(us, hf32), unit='x')} "
+                     f"tokens/s, {statistics.median(per_round(us, hf32, 'peak_mib')):.2f}x peak memory")
         print(line)
 
     if args.check_steps:  # real tweets: random tokens have nothing to learn, their loss stays at ln(vocab)
@@ -432,18 +440,22 @@ def main(argv=None) -> int:
 
     if args.levers:
         shape, dtype = args.lever_at.split(":")
-        base = results[shape, dtype][1] if (shape, dtype) in results else run("ours", shape, dtype)
-        print(f"\nlevers flipped one at a time, ours at {shape} {dtype}: tok/s, peak MiB (x = vs ours as above)")
-        print(f"  {'ours as above':24} {base['tokens_per_s']:8.0f} {base['peak_mib']:6.0f}")
+        print(f"\nlevers flipped one at a time, ours at {shape} {dtype}, {args.rounds} rounds each, interleaved with "
+              f"ours as it runs: tok/s and peak MiB (median), speed vs ours median [range]")
         for lever in args.levers.split(","):
-            if lever == "threads1":
-                r, name = run("ours", shape, dtype, threads=1), "1 thread"
-            else:
-                flipped = not base["levers"][lever]
-                r, name = run("ours", shape, dtype, **{lever: flipped}), f"{lever} {_onoff(flipped)}"
-            print(f"  {name:24} {r['tokens_per_s']:8.0f} {r['peak_mib']:6.0f}  "
-                  f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}x  noise {r['spread']:.0%}  load {_load(r)}",
-                  flush=True)
+            base, flipped_runs = [], []
+            for _ in range(args.rounds):
+                base.append(run("ours", shape, dtype))
+                if lever == "threads1":
+                    flipped_runs.append(run("ours", shape, dtype, threads=1))
+                    name = "1 thread"
+                else:
+                    flipped = not base[-1]["levers"][lever]
+                    flipped_runs.append(run("ours", shape, dtype, **{lever: flipped}))
+                    name = f"{lever} {_onoff(flipped)}"
+            print(f"  {name:24} {statistics.median(r['tokens_per_s'] for r in flipped_runs):8.0f} "
+                  f"{statistics.median(r['peak_mib'] for r in flipped_runs):6.0f}  "
+                  f"{spread(per_round(flipped_runs, base), unit='x')}", flush=True)
     return 0
 
 

@@ -80,16 +80,25 @@ def test_each_lever_can_be_switched(lever):
     assert r["tokens_per_s"] > 0 and all(5 < x < 6 for x in r["losses"])
 
 
-def test_matmul_peak_and_bandwidth_helpers_measure_something():
-    assert ts.matmul_peak(torch.float32, n=64, repeats=1) > 0
-    assert sample_speed.bandwidth_gbs(mib=8, repeats=1) > 0
+def test_peaks_helpers_measure_something_and_spread_reads_median_and_range():
+    import peaks
+
+    assert peaks.copy_bandwidth(mib=8, repeats=1) > 0 and sample_speed.bandwidth_gbs(mib=8, repeats=1) > 0
+    assert peaks.spread([3.0, 1.0, 2.0], unit="x") == "2.00x [1.00-3.00]"  # median, then the range
+    assert peaks.spread([1.5]) == "1.50"
+    assert "fp32 12 GFLOP/s, bf16 34 GFLOP/s; copy bandwidth 5.0 GB/s" in peaks.machine_line(
+        {"fp32": 12.0, "bf16": 34.0}, 5.0)
 
 
-def test_train_speed_command_line_end_to_end(capsys):
+def test_train_speed_command_line_end_to_end(capsys, monkeypatch):
+    monkeypatch.setattr(ts, "matmul_peaks", lambda: {"fp32": 1.0, "bf16": 2.0})  # the probes take seconds
+    monkeypatch.setattr(ts, "copy_bandwidth", lambda: 10.0)
     assert ts.main(["--shapes", "test", "--dtypes", "fp32", "--steps", "1", "--warmup", "0", "--repeats", "1",
-                    "--check-steps", "0", "--matmul-size", "64"]) == 0
+                    "--rounds", "2", "--check-steps", "0"]) == 0
     out = capsys.readouterr().out
-    assert "test  fp32" in out and "x" in out.splitlines()[-1]
+    row = next(line for line in out.splitlines() if line.startswith("test  fp32"))
+    assert row.count("[") == 3 and row.rstrip().endswith("x")  # two sides' tok/s and the speed: median [range]
+    assert "2 rounds, interleaved" in out and "ours in fp32" in out.splitlines()[-1]
 
 
 def test_sample_speed_core_runs(tmp_path, monkeypatch):
