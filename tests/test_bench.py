@@ -144,10 +144,15 @@ def test_gpu_train_runs_on_cpu_packed_and_unpacked(tmp_path, capsys):
 def test_step_parts_measures_the_optimizer_memory_and_profile(capsys):
     import step_parts
 
-    assert step_parts.main(["--shape", "test", "--steps", "1", "--top", "3"]) == 0
+    assert step_parts.main(["--shape", "test", "--steps", "1", "--top", "3", "--no-peak"]) == 0
     out = capsys.readouterr().out
-    assert "AdamW update: foreach" in out and "fused" in out and "fresh copy" in out
-    assert out.count("ms/step") == 3  # the three busiest operators, each with its time per step
+    assert "AdamW update: foreach" in out and "fresh copy" in out
+    busiest, shares = out.split("where the bf16 step's time goes")
+    assert busiest.count("ms/step") == 3  # the three busiest operators, each with its time per step
+    kinds = [line.split("  ")[1].strip() for line in shares.splitlines() if line.endswith("%")]
+    assert "matmuls" in kinds and "the rest" in kinds and "model FLOPs / matmul time" in shares
+    assert abs(sum(float(line.rsplit(None, 1)[1][:-1]) for line in shares.splitlines() if line.endswith("%"))
+               - 100) < 0.5  # the shares add up to the whole
 
 
 def test_cache_growth_runs_both_settings_and_reports_peaks(capsys):
