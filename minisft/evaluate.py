@@ -34,9 +34,10 @@ from minisft.best_of_n import best_of_n
 from minisft.conditioning import BUCKETS, ask_bucket, with_bucket
 from minisft.config import TrainConfig
 from minisft.objective import SFTObjective, validation_loss
-from minisft.precision import pick_device, pick_precision
+from minisft.precision import DTYPES, pick_device, pick_precision
 from minisft.pretrained import load_model, load_tokenizer
 from minisft.runs import checkpoint_folder
+from minisft.sampling import for_inference, inference_dtype
 from minisft.templates import format_prompt, load_condition, load_template
 from minisft.tweets import judges
 from minisft.tweets.metrics import CopyDetector, bootstrap_interval, on_topic, text_quality, within_limit
@@ -137,18 +138,28 @@ def summarise(rows: list[dict], copies: CopyDetector, score, eval_records: list[
     return m
 
 
+def sampling_model(model, device, dtype: str = "auto"):
+    """The model the tweets are sampled from, in `dtype` ("auto": sampling.inference_dtype, as sample.py does).
+
+    The checkpoint as loaded when it already is in that precision (the tiny model: fp32), else a cast copy laid
+    out for decoding (sampling.for_inference: bf16 weights, prepacked on a CPU with bf16 units, at GPT-2 sizes).
+    """
+    want = inference_dtype(device, model.num_params()) if dtype == "auto" else DTYPES[dtype]
+    return model if want == model.transformer.wte.weight.dtype else for_inference(model, want)
+
+
 # ----------------------------------------------------------------------------------------------- all of it
 
 def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_new_tokens: int = 128,
                  temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95, batch_size: int = 64,
                  device: str = "auto", data: str | None = None, wandb: str = "disabled", wandb_run=None,
                  quiet: bool = False, dataset: D.Dataset | None = None, bucket: str = "auto",
-                 best_of: int = 1) -> dict:
+                 best_of: int = 1, dtype: str = "auto") -> dict:
     """Evaluate the latest checkpoint of a run folder; write eval.json and eval_samples.jsonl; return eval.json.
 
     bucket: the engagement bucket to ask for (conditioning.parse_bucket); "auto" = the top one on a conditioned
     run, none otherwise. best_of: each tweet the best of N candidates by the run's picker (judge.json); the
-    grader is another judge (tweets/judges.py).
+    grader is another judge (tweets/judges.py). dtype: the precision the tweets are sampled in (sampling_model).
     wandb_run: an open W&B run to log to (the training loop passes its own); else wandb="online"/"offline"/"auto"
     reopens the run's W&B run (its id is in the checkpoint's state.pt) and logs there.
     """
@@ -181,7 +192,8 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
         metrics.update(validation_loss(objective, dataset.val_bucketed, batch_size, tok.eos_id, precision,
                                        prefix="val_bucket/"))
     eval_records = val[:num_prompts]
-    rows = generate_tweets(model, tok, fmt, eval_records, k, seed, max_new_tokens, temperature, top_k, top_p,
+    sampler = sampling_model(model, dev, dtype)
+    rows = generate_tweets(sampler, tok, fmt, eval_records, k, seed, max_new_tokens, temperature, top_k, top_p,
                            batch_size, asked, best_of, picker)
     judge = judges.grader(train, val)
     copies = CopyDetector(r["response"] for r in train)
@@ -192,7 +204,8 @@ def evaluate_run(run_dir, num_prompts: int = 50, k: int = 4, seed: int = 0, max_
               "engagement_scorer": judge.name,
               "settings": dict(num_prompts=len(eval_records), k=k, seed=seed, max_new_tokens=max_new_tokens,
                                temperature=temperature, top_k=top_k, top_p=top_p, best_of=best_of,
-                               engagement_bucket=None if asked is None else BUCKETS[asked]),
+                               engagement_bucket=None if asked is None else BUCKETS[asked],
+                               dtype=str(sampler.transformer.wte.weight.dtype).removeprefix("torch.")),
               "metrics": metrics}
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     with open(run_dir / "eval_samples.jsonl", "w") as f:
@@ -289,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--best-of", type=int, default=1,
                    help="each tweet is the best of N candidates by the run's picker (judge.json), graded by "
                         "another judge (minisft/tweets/judges.py)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="precision the tweets are sampled in; auto = sample.py's (bf16 at GPT-2 sizes where the "
+                        "hardware has it, else the checkpoint's fp32)")
     p.add_argument("--wandb", default="disabled", choices=("auto", "online", "offline", "disabled"),
                    help="also log the metrics and a table of the tweets to the run's W&B run")
     return p
@@ -304,7 +320,7 @@ def main(argv=None) -> int:
         evaluate_run(args.run, num_prompts=args.num_prompts, k=args.k, seed=args.seed,
                      max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                      top_p=args.top_p, batch_size=args.batch_size, device=args.device, data=args.data,
-                     wandb=args.wandb, bucket=args.engagement_bucket, best_of=args.best_of)
+                     wandb=args.wandb, bucket=args.engagement_bucket, best_of=args.best_of, dtype=args.dtype)
     except (FileNotFoundError, ValueError) as e:  # DataError, CheckpointError, bad settings are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 1
