@@ -217,7 +217,8 @@ class GPT(nn.Module):
         past = cache.pos if cache is not None else 0
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)
-        if int(position_ids.max()) >= self.config.n_positions:
+        # (Not while torch.compile traces: reading a tensor's value there would split the compiled graph in two.)
+        if not torch.compiler.is_compiling() and int(position_ids.max()) >= self.config.n_positions:
             raise ValueError(f"position {int(position_ids.max())} is past the context of "
                              f"{self.config.n_positions} positions")
         tok = self.transformer.wte(idx) if token_embeddings is None else token_embeddings
