@@ -51,6 +51,7 @@ from peaks import copy_bandwidth, machine_line, matmul_peaks, spread  # noqa: E4
 from sample_speed import SHAPES  # noqa: E402
 
 from minisft import data as D  # noqa: E402
+from minisft import memory  # noqa: E402
 from minisft import (
     fast_head,  # noqa: E402
     training,  # noqa: E402
@@ -68,15 +69,12 @@ SHAPES = {**SHAPES, "test": (1, 2, 32, 128, 256)}  # "test": the smoke test's sh
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HPARAMS = dict(lr=1e-4, weight_decay=0.1, grad_clip=1.0)  # + betas (0.9, 0.95), eps 1e-8: make_optimizer's
 # Our side's switches, each as the loop runs it by default (pack and compile: off, measured as levers).
-LEVERS = ("group", "targets_only", "chunked_head", "fused_adamw", "pack", "compile")
-# glibc's allocator, told to serve large tensors from its heap and never hand freed memory back to the system: a
-# step then reuses pages it already has, instead of faulting in (and zeroing) fresh ones for every big tensor.
-KEEP_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31)}
+LEVERS = ("group", "targets_only", "chunked_head", "fused_adamw", "pack", "compile", "keep_memory")
 
 
 def default_levers(**changes) -> dict:
     return {"group": True, "targets_only": True, "chunked_head": True, "fused_adamw": True, "pack": False,
-            "compile": False, **changes}
+            "compile": False, "keep_memory": False, **changes}  # keep_memory: train.py --keep-freed-memory
 
 
 # ------------------------------------------------------------------------------------------------------ the data
@@ -260,6 +258,8 @@ def measure(spec: dict) -> dict:
     """Train one side for spec["warmup"] + spec["repeats"] * spec["steps"] steps; time the last ones."""
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    if spec["side"] == "ours" and spec["levers"].get("keep_memory"):
+        memory.keep_freed_memory()  # as train.py --keep-freed-memory: before any large tensor
     if spec["side"] == "hf":
         import transformers  # noqa: F401  (before the baseline: part of what this side costs)
     baseline = rss_mib("VmRSS")
@@ -300,9 +300,7 @@ def run_isolated(spec: dict, quiet_load: float | None = None) -> dict:
     while quiet_load is not None and os.getloadavg()[0] >= quiet_load and time.time() - waited < 900:
         time.sleep(10)
     before = os.getloadavg()[0]
-    env = {**os.environ, **spec.get("env", {})}  # e.g. glibc's allocator settings for one side only
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True,
-                         env=env)
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"worker {spec['side']} {spec['shape']} {spec['dtype']} failed:\n{out.stderr[-3000:]}")
     return {**json.loads(out.stdout.strip().splitlines()[-1]), "load": (before, os.getloadavg()[0])}
@@ -360,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hf", default="", help="give transformers a lever too (fused_adamw=on): how much of the gap "
                    "is it?")
     p.add_argument("--levers", default="", help="comma list of our levers to flip one at a time, measured at "
-                   "--lever-at: " + ", ".join(LEVERS) + ", threads1, keep_memory (glibc's allocator keeps freed "
-                   "memory: KEEP_MEMORY)")
+                   "--lever-at: " + ", ".join(LEVERS) + ", threads1")
     p.add_argument("--lever-at", default="124m:bf16", help="SHAPE:DTYPE where --levers are measured")
     p.add_argument("--check-steps", type=int, default=20, help="steps of the bf16-vs-fp32 loss check (124m shape, "
                    "real tweets, lr 3e-4; 0 = skip)")
@@ -391,13 +388,13 @@ def main(argv=None) -> int:
     print("ours: " + ", ".join(f"{k} {_onoff(v)}" for k, v in default_levers(**ours).items())
           + " | transformers: plain loop" + "".join(f", {k} {_onoff(v)}" for k, v in hf_extra.items()))
 
-    def run(side, shape, dtype, threads=None, env=None, **levers):
+    def run(side, shape, dtype, threads=None, **levers):
         steps = args.steps or (6 if shape == "124m" else 40)
         dropout = args.dropout if args.dropout is not None else (0.1 if shape == "124m" else 0.0)
         spec = dict(side=side, shape=shape, dtype=dtype, data=args.data, batch=args.batch, steps=steps,
                     warmup=args.warmup, repeats=args.repeats, dropout=dropout, seed=args.seed,
                     threads=threads or args.threads, hf_fused=hf_extra.get("fused_adamw", False),
-                    levers=default_levers(**{**ours, **levers}), env=env or {})
+                    levers=default_levers(**{**ours, **levers}))
         return run_isolated(spec, args.quiet_load)
 
     print(f"\n{args.rounds} rounds, interleaved: real tokens/s median [range], MFU (model FLOP/s / this run's "
@@ -453,9 +450,6 @@ def main(argv=None) -> int:
                 if lever == "threads1":
                     flipped_runs.append(run("ours", shape, dtype, threads=1))
                     name = "1 thread"
-                elif lever == "keep_memory":
-                    flipped_runs.append(run("ours", shape, dtype, env=KEEP_MEMORY))
-                    name = "glibc keeps freed memory"
                 else:
                     flipped = not base[-1]["levers"][lever]
                     flipped_runs.append(run("ours", shape, dtype, **{lever: flipped}))

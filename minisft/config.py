@@ -63,6 +63,9 @@ class TrainConfig:
                           choices=("fp32", "bf16"))
     activation_checkpointing: bool = opt(False, "keep only each block's input and recompute its insides in "
                                                 "backward: far less activation memory for one more forward pass")
+    keep_freed_memory: bool = opt(False, "CPU (glibc): keep the memory each step frees for the next one instead of "
+                                         "handing it back: no page faults on fresh memory; measured at 124M bf16: "
+                                         "1.10x tokens/s at 1.07x peak memory (memory.keep_freed_memory)")
     plan: bool = opt(False, "print the memory and time plan of the run and exit, before loading any weights")
     # where it goes
     out: str = opt("runs", "folder that holds the run folders")

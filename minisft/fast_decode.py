@@ -9,12 +9,13 @@ each measured on this project's 2-core CPU (`python bench/sample_speed.py --leve
                  stored them). Same shape and values, only the strides change; batch-1 decoding ~1.3x faster.
   bf16 weights   prepack: reorder each matrix ONCE into oneDNN's blocked layout, the one its matmul kernel reads
                  (nn.Linear reorders the weight at every call, or falls back to a slower path). The same kernel
-                 then runs on the packed copy: the logits are bit for bit those of F.linear on this CPU, ~1.8x
-                 faster per token at batch 1.
+                 then runs on the packed copy: the logits are bit for bit those of F.linear on this CPU, and a
+                 token takes 1.4-1.7x less time (batch 1 and 8).
 
 The teaching path is `sampling.generate` on plain nn.Linear layers; `sampling.for_inference(..., fast=False)`
 (sample.py --no-fast-decode) keeps it, and tests/test_sampling.py pins that both paths give the same tokens.
-What was measured and left out (torch.compile of the one-token step, weight-only int8) is in bench/README.md.
+What was measured and left out (torch.compile of the step, weight-only int8) is in bench/README.md; where a step's
+time goes, `python bench/decode_parts.py`.
 """
 
 from __future__ import annotations

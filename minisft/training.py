@@ -97,8 +97,7 @@ def accumulate_gradients(objective, micro_batches, precision: Precision) -> dict
     if dist.is_initialized():
         dist.all_reduce(sums)  # the step's metrics over all processes
     return {"train/loss": float(sums[0]) / max(float(denom), 1e-12),
-            "train/loss_unweighted": float(sums[1]) / max(float(sums[2]), 1.0),
-            "train/target_tokens": int(sums[2])}
+            "train/loss_unweighted": float(sums[1]) / max(float(sums[2]), 1.0), "train/target_tokens": int(sums[2])}
 
 
 def train_step(objective, micro_batches, optimizer, precision: Precision, lr: float, grad_clip: float) -> dict:
@@ -220,6 +219,8 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     if resume_ckpt is None:
         cfg.model = model_name
     model_defaults(cfg)
+    if cfg.keep_freed_memory:
+        memory.keep_freed_memory()  # before the step's first big tensor: every later one reuses kept pages
     torch.manual_seed(cfg.seed)
 
     # Data and model. Every process builds the same examples (deterministic), then takes its own share per step.
@@ -372,8 +373,7 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
                   f"{final['val/loss_unweighted']:.3f}, ppl {final['val/ppl']:.1f}) | run folder {run_dir}")
         if is_main and cfg.final_eval:
             # The tweet-quality harness (evaluate.py) on the checkpoint just saved: eval.json + eval_samples.jsonl.
-            evaluate_run(run_dir, num_prompts=cfg.final_eval, device=str(device), wandb_run=tracker.wandb,
-                         dataset=data)
+            evaluate_run(run_dir, num_prompts=cfg.final_eval, device=str(device), wandb_run=tracker.wandb, dataset=data)
         if is_main:
             prompt = val_recs[0]["instruction"] if val_recs else "Write a witty tweet about debugging"
             print(f"try it:  python sample.py --model {run_dir} --prompt {json.dumps(prompt, ensure_ascii=False)}")

@@ -174,3 +174,14 @@ def test_sizes_measures_a_row_beside_its_plan(tmp_path, capsys):
     # gpt2 with a bf16 base is ~0.3 GiB of weights, and the process holds them: the plan is in the measured range
     assert 0.3 * 1024**3 < row["peak"] and 0.67 < row["plan"] / row["peak"] < 1.5
     assert "| gpt2 | LoRA r16 + ckpt |" in capsys.readouterr().out
+
+
+def test_decode_parts_reports_each_layout_and_the_step(capsys, monkeypatch):
+    import decode_parts
+
+    monkeypatch.setitem(decode_parts.SHAPES, "test", ts.SHAPES["test"])
+    monkeypatch.setattr(decode_parts, "copy_bandwidth", lambda: 10.0)
+    assert decode_parts.main(["--shape", "test", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "plain bf16 nn.Linear" in out and "int8 weight-only" in out and out.count("GB/s of weights") >= 2
+    assert "one step of the model" in out and "choose_next" in out

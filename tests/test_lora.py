@@ -183,6 +183,47 @@ def test_plan_flag_prints_the_breakdown_and_trains_nothing(tmp_path, capsys):
     assert "time: ~" in out and not (tmp_path / "runs" / "p").exists()
 
 
+def test_plan_flag_with_keep_freed_memory_adds_what_the_allocator_keeps(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in generate_records(60, seed=3)))
+    args = ["--model", "tiny", "--data", str(data), "--out", str(tmp_path / "runs"), "--wandb", "disabled",
+            "--no-progress", "--tiny-vocab", "300", "--name", "p", "--plan"]
+    peaks = []
+    for extra in ([], ["--keep-freed-memory"]):
+        assert train_main(args + extra) == 0
+        out = capsys.readouterr().out
+        peaks.append(float(re.search(r"peak\s+([\d.]+) GiB", out).group(1)))
+        assert ("  kept" in out) == bool(extra)
+    assert peaks[1] == pytest.approx(peaks[0] * (1 + memory.KEPT_SHARE), abs=0.011)  # the breakdown's 2 decimals
+
+
+KEEP_PROBE = """
+import resource, sys, torch
+from minisft import memory
+if sys.argv[1] == "keep":
+    assert memory.keep_freed_memory()
+def faults_of_a_fresh_64_mib_tensor():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(16 * 2**20)  # 64 MiB, written and freed
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+print(min(faults_of_a_fresh_64_mib_tensor() for _ in range(8)))  # the heap settles after a few (alignment)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="glibc's allocator on Linux")
+def test_keep_freed_memory_makes_the_next_big_tensor_reuse_mapped_pages():
+    """In a fresh process (mallopt changes the allocator for good): with glibc's defaults a freed 64 MiB tensor
+    goes back to the system and every next one faults in all 16,384 of its pages again; kept, once the heap has
+    settled, none."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    faults = {mode: int(subprocess.run([sys.executable, "-c", KEEP_PROBE, mode], capture_output=True, text=True,
+                                       check=True, cwd=root).stdout) for mode in ("default", "keep")}
+    assert faults["default"] > 10_000 and faults["keep"] < 1_000, faults
+
+
 def test_a_run_over_free_memory_stops_before_loading_the_weights(tmp_path, monkeypatch, capsys):
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in generate_records(60, seed=3)))
