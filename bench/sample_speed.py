@@ -79,6 +79,7 @@ class Int8WeightOnly(torch.nn.Module):
 
     def __init__(self, linear: torch.nn.Linear):
         super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
         w = linear.weight.detach().float()
         scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127
         self.q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8).contiguous()

@@ -65,7 +65,7 @@ class TrainConfig:
                                                 "backward: far less activation memory for one more forward pass")
     keep_freed_memory: bool = opt(False, "CPU (glibc): keep the memory each step frees for the next one instead of "
                                          "handing it back: no page faults on fresh memory; measured at 124M bf16: "
-                                         "1.10x tokens/s at 1.07x peak memory (memory.keep_freed_memory)")
+                                         "up to 1.1x tokens/s for 1.05-1.08x peak memory (memory.keep_freed_memory)")
     plan: bool = opt(False, "print the memory and time plan of the run and exit, before loading any weights")
     # where it goes
     out: str = opt("runs", "folder that holds the run folders")

@@ -8,8 +8,8 @@ each measured on this project's 2-core CPU (`python bench/sample_speed.py --leve
   fp32 weights   transpose_for_matvec: store each [out, in] matrix as [in, out] (the way GPT-2's original Conv1D
                  stored them). Same shape and values, only the strides change; batch-1 decoding ~1.3x faster.
   bf16 weights   prepack: reorder each matrix ONCE into oneDNN's blocked layout, the one its matmul kernel reads
-                 (nn.Linear reorders the weight at every call, or falls back to a slower path). The same kernel
-                 then runs on the packed copy: the logits are bit for bit those of F.linear on this CPU, and a
+                 fastest (nn.Linear hands it the plain [out, in] matrix at every call). The same kernel then runs
+                 on the packed copy: the logits are bit for bit those of F.linear on this CPU, and a
                  token takes 1.4-1.7x less time (batch 1 and 8).
 
 The teaching path is `sampling.generate` on plain nn.Linear layers; `sampling.for_inference(..., fast=False)`

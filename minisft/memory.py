@@ -42,7 +42,7 @@ ACT_BYTES = {"fp32": 72, "bf16": 46, "fp16": 46}
 LORA_ACT_BYTES = 19  # LoRA adds, per block: the dropout masks and 16-bit copies of its adapters' inputs
 ATTN_BYTES = 12  # and per head and per key: the attention probabilities, their dropout mask, the dropped ones
 CHUNK = 512  # the fast head's logits chunk (fast_head.CHUNK): its logits and their gradient live at once
-KEPT_SHARE = 0.07  # --keep-freed-memory's extra peak: 3,158 vs 2,943 MiB at 124M bf16 (bench/train_speed.py)
+KEPT_SHARE = 0.07  # --keep-freed-memory's extra peak: 1.05-1.08x at 124M bf16 (bench/README.md)
 EFFICIENCY = {"fp32": 0.7, "bf16": 0.55, "fp16": 0.55}  # share of the probed matmul rate a step reaches (bench/)
 LORA_SHAPES = {"attn.c_attn": (1, 3), "attn.c_proj": (1, 1), "mlp.c_fc": (1, 4), "mlp.c_proj": (4, 1)}  # in, out / C
 
@@ -217,8 +217,9 @@ def keep_freed_memory() -> bool:
     By default glibc serves every large tensor (from ~1-32 MB up) with a fresh mapping from the system and hands it
     back when the tensor is freed; the next step's tensor of the same size then costs a page fault and zeroing per
     4 KiB page, ~150,000 faults per step at the 124M shape. Served from the heap and never trimmed, those pages stay
-    mapped: measured at 124M in bf16 (`bench/train_speed.py --levers keep_memory`), 1.10x the tokens/s at 1.07x the
-    peak memory (freed pieces that do not fit the next request are kept too). False where the C library is not glibc.
+    mapped: measured at 124M in bf16 (`bench/train_speed.py --levers keep_memory`), 1.01-1.10x the tokens/s in
+    three runs for 1.05-1.08x the peak memory (freed pieces that do not fit the next request are kept too). False
+    where the C library is not glibc.
     """
     import ctypes
     import ctypes.util
