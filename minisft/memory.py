@@ -218,16 +218,18 @@ def keep_freed_memory() -> bool:
     back when the tensor is freed; the next step's tensor of the same size then costs a page fault and zeroing per
     4 KiB page, ~150,000 faults per step at the 124M shape. Served from the heap and never trimmed, those pages stay
     mapped: measured at 124M in bf16 (`bench/train_speed.py --levers keep_memory`), 1.01-1.10x the tokens/s in
-    three runs for 1.05-1.08x the peak memory (freed pieces that do not fit the next request are kept too). False
-    where the C library is not glibc.
+    three runs for 1.05-1.08x the peak memory (freed pieces that do not fit the next request are kept too). Where
+    the C library is not glibc, a warning says it is ignored, and False.
     """
     import ctypes
     import ctypes.util
+    import warnings
 
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
+        warnings.warn("--keep-freed-memory needs glibc's allocator (Linux); ignored here", stacklevel=2)
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's <malloc.h>
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

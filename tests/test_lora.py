@@ -210,6 +210,17 @@ print(min(faults_of_a_fresh_64_mib_tensor() for _ in range(8)))  # the heap sett
 """
 
 
+def test_keep_freed_memory_without_glibc_warns_and_changes_nothing(monkeypatch):
+    import ctypes
+
+    def no_libc(*args, **kwargs):
+        raise OSError("no such library")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    with pytest.warns(UserWarning, match="needs glibc"):
+        assert memory.keep_freed_memory() is False
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="glibc's allocator on Linux")
 def test_keep_freed_memory_makes_the_next_big_tensor_reuse_mapped_pages():
     """In a fresh process (mallopt changes the allocator for good): with glibc's defaults a freed 64 MiB tensor
