@@ -337,10 +337,6 @@ def per_round(a: list[dict], b: list[dict], key: str = "tokens_per_s") -> list[f
     return [x[key] / y[key] for x, y in zip(a, b)]
 
 
-def _load(*rs) -> str:
-    return " ".join(f"{r['load'][0]:.1f}>{r['load'][1]:.1f}" for r in rs)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="tiny,124m", help="comma list of: " + ", ".join(SHAPES))
