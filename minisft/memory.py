@@ -77,7 +77,8 @@ class Plan:
 
     def line(self) -> str:
         parts = (("weights", self.weights), ("gradients", self.gradients), ("optimizer", self.optimizer),
-                 ("activations", self.activations), ("transient", self.transient), ("runtime", self.runtime))
+                 ("activations", self.activations), ("transient", self.transient), ("runtime", self.runtime),
+                 *((("kept", self.kept),) if self.kept else ()))
         return f"memory plan: ~{self.total / GIB:.1f} GiB peak, of " + " + ".join(f"{n} {b / GIB:.2f}"
                                                                                  for n, b in parts)
 

@@ -219,14 +219,14 @@ def train(cfg: TrainConfig, given: set[str] = frozenset()) -> Path:
     if resume_ckpt is None:
         cfg.model = model_name
     model_defaults(cfg)
-    if cfg.keep_freed_memory:
-        memory.keep_freed_memory()  # before the step's first big tensor: every later one reuses kept pages
     torch.manual_seed(cfg.seed)
 
     # Data and model. Every process builds the same examples (deterministic), then takes its own share per step.
     prepared = prepare_run(cfg, run_dir if is_main and not cfg.plan else None, model_name, device)
     if prepared is None:  # --plan: the plan is printed, nothing is trained
         return run_dir
+    if cfg.keep_freed_memory:
+        memory.keep_freed_memory()  # before the first step's tensors: every later step reuses their pages
     model, tok, data = prepared
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -197,6 +197,19 @@ def test_plan_flag_with_keep_freed_memory_adds_what_the_allocator_keeps(tmp_path
     assert peaks[1] == pytest.approx(peaks[0] * (1 + memory.KEPT_SHARE), abs=0.011)  # the breakdown's 2 decimals
 
 
+def test_keep_freed_memory_is_set_by_a_training_run_and_not_by_a_plan(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(memory, "keep_freed_memory", lambda: calls.append(1) or True)  # this process stays as is
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in generate_records(60, seed=3)))
+    args = ["--model", "tiny", "--data", str(data), "--out", str(tmp_path / "runs"), "--wandb", "disabled",
+            "--no-progress", "--tiny-vocab", "300", "--keep-freed-memory"]
+    assert train_main(args + ["--plan"]) == 0 and calls == []  # a plan trains nothing, touches nothing
+    one_step = ["--max-steps", "1", "--eval-every", "0", "--final-eval", "0"]
+    assert train_main(args + one_step + ["--name", "kept"]) == 0 and calls == [1]
+    assert train_main(args[:-1] + one_step + ["--name", "default"]) == 0 and calls == [1]  # off by default
+
+
 KEEP_PROBE = """
 import resource, sys, torch
 from minisft import memory
